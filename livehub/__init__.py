@@ -1,0 +1,3 @@
+"""livehub: a self-hosted live-streaming interaction server."""
+
+__version__ = "0.1.0"

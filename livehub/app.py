@@ -1,0 +1,143 @@
+"""The composition root: builds every part from Settings and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import socketio
+from aiohttp import web
+
+from livehub import keys
+from livehub.interactions.batcher import Batcher
+from livehub.interactions.chat import ChatService
+from livehub.interactions.likes import Likes
+from livehub.interactions.moderation import Moderation
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import EventLog
+from livehub.rooms.memory_store import MemoryStore
+from livehub.rooms.models import RoomSettings
+from livehub.rooms.presence import Presence
+from livehub.rooms.redis_store import RedisStore
+from livehub.rooms.repository import RoomRepository
+from livehub.rooms.service import RoomService
+from livehub.rooms.store import StateStore
+from livehub.settings import Settings
+from livehub.signaling.auth import Auth
+from livehub.signaling.context import Services
+from livehub.signaling.fanout import Fanout
+from livehub.signaling.http_api import RestApi
+from livehub.signaling.live import LiveNamespace
+from livehub.signaling.pages import Pages, security_headers
+from livehub.signaling.replies import error_middleware
+from livehub.signaling.socket import attach, build_server, shutdown
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DB_FILE = "livehub.db"
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What the serve command tells the operator once."""
+
+    admin_key: str
+    admin_key_created: bool
+
+
+SERVICES = web.AppKey("services", Services)
+LIVE = web.AppKey("live", LiveNamespace)
+STARTUP = web.AppKey("startup", Startup)
+
+
+async def _open_store(settings: Settings) -> StateStore:
+    if settings.redis_url:
+        return await RedisStore.connect(settings.redis_url)
+    return MemoryStore()
+
+
+async def build_services(settings: Settings) -> tuple[Services, Startup]:
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    secret = settings.secret or keys.load_or_create(data / "secret.key")[0]
+    if settings.admin_key:
+        admin_key, created = settings.admin_key, False
+    else:
+        admin_key, created = keys.load_or_create(data / "admin.key")
+    store = await _open_store(settings)
+    log = await EventLog.open(data / DB_FILE, settings.sqlite_synchronous)
+    repo = await RoomRepository.open(data / DB_FILE, settings.sqlite_synchronous)
+    defaults = RoomSettings(
+        max_danmaku_per_second=settings.max_danmaku_per_second,
+        max_message_chars=settings.max_message_chars,
+    )
+    rooms = RoomService(repo, store, log, defaults)
+    counters = Counters(store)
+    moderation = Moderation(store, log, rooms, repo, counters)
+    services = Services(
+        settings=settings,
+        store=store,
+        log=log,
+        rooms=rooms,
+        counters=counters,
+        presence=Presence(store, log, counters),
+        chat=ChatService(store, log, counters, moderation),
+        likes=Likes(store, log, counters),
+        moderation=moderation,
+        auth=Auth(secret, admin_key),
+    )
+    return services, Startup(admin_key, created)
+
+
+async def create_app(settings: Settings) -> web.Application:
+    services, startup = await build_services(settings)
+    sio = build_server(settings)
+    fanout = Fanout(
+        sio,
+        Batcher(settings.tick_ms / 1000),
+        services.rooms,
+        services.presence,
+        services.counters,
+        settings.tick_ms / 1000,
+    )
+    live = LiveNamespace(services, fanout)
+    sio.register_namespace(live)
+    app = web.Application(
+        middlewares=[security_headers, error_middleware],
+        client_max_size=settings.max_frame_bytes,
+    )
+    app[SERVICES] = services
+    app[LIVE] = live
+    app[STARTUP] = startup
+    api = RestApi(services, live, node_id=secrets.token_hex(4))
+    app.add_routes(api.routes())
+    app.add_routes(Pages(WEB_DIR).routes())
+    attach(sio, app)
+    app.cleanup_ctx.append(_background(sio, fanout, live, services))
+    return app
+
+
+def _background(
+    sio: socketio.AsyncServer,
+    fanout: Fanout, live: LiveNamespace, services: Services
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(fanout.run(), name="fanout"),
+            asyncio.create_task(live.accrue_forever(), name="accrue"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await shutdown(sio)
+        await services.log.close()
+        await services.rooms.shutdown()
+        await services.store.close()
+
+    return run

@@ -1,0 +1,281 @@
+"""Moderation: delete, mute, ban, the rule chain, the hold-for-review queue,
+slow mode and pausing chat. Every action is an event in the log with who did it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from livehub.errors import Forbidden, NotFound, ProtocolError, UserError
+from livehub.interactions.messages import MESSAGE_KINDS, ChatMessage
+from livehub.interactions.rules import Rule, RuleChain, validate_rule
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.models import Principal, Room
+from livehub.rooms.repository import RoomRepository
+from livehub.rooms.service import RoomService
+from livehub.rooms.store import StateStore
+
+AUTOMOD = "automod"
+MAX_RULES = 200
+
+
+def _mute_key(room: str, viewer_id: str) -> str:
+    return f"mute:{room}:{viewer_id}"
+
+
+def _bans_key(room: str) -> str:
+    return f"bans:{room}"
+
+
+def _held_key(room: str) -> str:
+    return f"held:{room}"
+
+
+class Moderation:
+    def __init__(
+        self,
+        store: StateStore,
+        log: EventLog,
+        rooms: RoomService,
+        repo: RoomRepository,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._rooms = rooms
+        self._repo = repo
+        self._counters = counters
+        self._clock = clock
+        self._chains: dict[tuple[str, int], RuleChain] = {}
+
+    # -- checks on every message -------------------------------------------------
+
+    async def ensure_may_post(self, room: Room, who: Principal) -> None:
+        if room.settings.chat_paused:
+            raise UserError("chat_paused", "Chat is paused by the moderators.")
+        if await self._store.sismember(_bans_key(room.id), who.viewer_id):
+            raise Forbidden("banned", "You are banned from this room.")
+        left = await self._store.ttl(_mute_key(room.id, who.viewer_id))
+        if left is not None:
+            until = round(self._clock() + left, 3)
+            raise UserError("muted", "You are muted for now.", until=until)
+
+    async def apply_rules(self, room: Room, who: Principal, text: str) -> bool:
+        """Run the rule chain; raises for block, mute and ban; True when the text is held."""
+        verdict = self._chain(room).check(text)
+        rule = verdict.rule
+        if verdict.action == "allow" or rule is None:
+            return False
+        if verdict.action == "hold":
+            return True
+        await self._record(
+            room,
+            AUTOMOD,
+            f"automod.{verdict.action}",
+            {
+                "viewer_id": who.viewer_id,
+                "rule_id": rule.id,
+                "text": text,
+            },
+        )
+        if verdict.action == "mute":
+            await self._store.set(_mute_key(room.id, who.viewer_id), AUTOMOD, rule.mute_seconds)
+            raise UserError(
+                "muted",
+                "That message broke a room rule; you are muted.",
+                until=round(self._clock() + rule.mute_seconds, 3),
+            )
+        if verdict.action == "ban":
+            await self._ban(room, AUTOMOD, who.viewer_id, "automod")
+            raise Forbidden("banned", "That message broke a room rule; you are banned.")
+        raise UserError("blocked", "That message is not allowed in this room.")
+
+    def _chain(self, room: Room) -> RuleChain:
+        key = (room.id, room.rules_version)
+        chain = self._chains.get(key)
+        if chain is None:
+            for stale in [k for k in self._chains if k[0] == room.id]:
+                del self._chains[stale]
+            chain = self._chains[key] = RuleChain(room.rules)
+        return chain
+
+    # -- actions -----------------------------------------------------------------
+
+    async def delete(self, room: Room, actor: Principal, message_id: int) -> None:
+        event = await self._log.get(message_id)
+        if event is None or event.room != room.id or event.kind not in MESSAGE_KINDS:
+            raise NotFound("not_found", "No such message in this room.")
+        await self._store.hdel(_held_key(room.id), str(message_id))
+        await self._record(
+            room,
+            actor.viewer_id,
+            "mod.delete",
+            {
+                "message_id": message_id,
+                "viewer_id": event.actor,
+            },
+        )
+
+    async def mute(self, room: Room, actor: Principal, viewer_id: str, seconds: int) -> float:
+        self._not_self(actor, viewer_id)
+        if not 1 <= seconds <= 86400:
+            raise ProtocolError("bad_payload", "seconds must be 1-86400.")
+        await self._store.set(_mute_key(room.id, viewer_id), actor.viewer_id, seconds)
+        until = round(self._clock() + seconds, 3)
+        await self._record(
+            room,
+            actor.viewer_id,
+            "mod.mute",
+            {
+                "viewer_id": viewer_id,
+                "seconds": seconds,
+                "until": until,
+            },
+        )
+        return until
+
+    async def unmute(self, room: Room, actor: Principal, viewer_id: str) -> None:
+        await self._store.delete(_mute_key(room.id, viewer_id))
+        await self._record(room, actor.viewer_id, "mod.unmute", {"viewer_id": viewer_id})
+
+    async def ban(self, room: Room, actor: Principal, viewer_id: str, reason: str) -> None:
+        self._not_self(actor, viewer_id)
+        await self._ban(room, actor.viewer_id, viewer_id, reason)
+
+    async def unban(self, room: Room, actor: Principal, viewer_id: str) -> None:
+        await self._repo.unban(room.id, viewer_id)
+        await self._store.srem(_bans_key(room.id), viewer_id)
+        await self._record(room, actor.viewer_id, "mod.unban", {"viewer_id": viewer_id})
+
+    async def is_banned(self, room_id: str, viewer_id: str) -> bool:
+        if await self._store.sismember(_bans_key(room_id), viewer_id):
+            return True
+        return await self._repo.is_banned(room_id, viewer_id)
+
+    async def _ban(self, room: Room, by: str, viewer_id: str, reason: str) -> None:
+        reason = reason.strip()[:200]
+        await self._repo.ban(room.id, viewer_id, by, reason, self._clock())
+        await self._store.sadd(_bans_key(room.id), viewer_id)
+        await self._record(room, by, "mod.ban", {"viewer_id": viewer_id, "reason": reason})
+
+    @staticmethod
+    def _not_self(actor: Principal, viewer_id: str) -> None:
+        if actor.viewer_id == viewer_id:
+            raise UserError("not_yourself", "You cannot do that to yourself.")
+
+    # -- rules -------------------------------------------------------------------
+
+    async def add_rule(
+        self,
+        room: Room,
+        actor: Principal,
+        pattern: str,
+        kind: str,
+        action: str,
+        mute_seconds: int = 600,
+    ) -> Rule:
+        validate_rule(pattern, kind, action, mute_seconds)
+        if len(room.rules) >= MAX_RULES:
+            raise UserError("too_many_rules", f"A room has at most {MAX_RULES} rules.")
+        rule = msgspec.convert(
+            {
+                "id": "r_" + secrets.token_hex(4),
+                "pattern": pattern,
+                "kind": kind,
+                "action": action,
+                "mute_seconds": mute_seconds,
+            },
+            Rule,
+        )
+        await self._rooms.set_rules(room, (*room.rules, rule), actor.viewer_id)
+        await self._record(room, actor.viewer_id, "mod.rule_add", msgspec.to_builtins(rule))
+        return rule
+
+    async def remove_rule(self, room: Room, actor: Principal, rule_id: str) -> None:
+        kept = tuple(r for r in room.rules if r.id != rule_id)
+        if len(kept) == len(room.rules):
+            raise NotFound("not_found", "No such rule.")
+        await self._rooms.set_rules(room, kept, actor.viewer_id)
+        await self._record(room, actor.viewer_id, "mod.rule_remove", {"rule_id": rule_id})
+
+    # -- the hold-for-review queue -------------------------------------------------
+
+    async def hold(self, room: Room, message: ChatMessage) -> None:
+        await self._store.hset(_held_key(room.id), {str(message.id): _encode(message)})
+
+    async def held(self, room: Room) -> list[ChatMessage]:
+        raw = await self._store.hgetall(_held_key(room.id))
+        decoder = msgspec.json.Decoder(ChatMessage)
+        return sorted((decoder.decode(v) for v in raw.values()), key=lambda m: m.id)
+
+    async def approve(self, room: Room, actor: Principal, message_id: int) -> ChatMessage:
+        message = await self._take_held(room, message_id)
+        await self._record(
+            room,
+            actor.viewer_id,
+            "mod.approve",
+            {
+                "message_id": message_id,
+                "message": msgspec.to_builtins(message),
+            },
+        )
+        await self._counters.add(room.id, room.scope, message.viewer_id, "messages")
+        await self._counters.add_room(room.id, room.scope, "messages")
+        return message
+
+    async def reject(self, room: Room, actor: Principal, message_id: int) -> None:
+        message = await self._take_held(room, message_id)
+        await self._record(
+            room,
+            actor.viewer_id,
+            "mod.reject",
+            {
+                "message_id": message_id,
+                "viewer_id": message.viewer_id,
+            },
+        )
+
+    async def _take_held(self, room: Room, message_id: int) -> ChatMessage:
+        key = _held_key(room.id)
+        raw = await self._store.hget(key, str(message_id))
+        if raw is None or not await self._store.hdel(key, str(message_id)):
+            raise NotFound("not_found", "No such held message.")
+        return msgspec.json.decode(raw, type=ChatMessage)
+
+    # -- room-wide switches --------------------------------------------------------
+
+    async def slow_mode(self, room: Room, actor: Principal, seconds: int) -> Room:
+        updated = await self._rooms.update(
+            room.id, actor.viewer_id, settings={"slow_mode_seconds": seconds}
+        )
+        await self._record(room, actor.viewer_id, "mod.slow", {"seconds": seconds})
+        return updated
+
+    async def pause(self, room: Room, actor: Principal, paused: bool) -> Room:
+        updated = await self._rooms.update(
+            room.id, actor.viewer_id, settings={"chat_paused": paused}
+        )
+        await self._record(room, actor.viewer_id, "mod.pause", {"paused": paused})
+        return updated
+
+    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind=kind,
+                actor=actor,
+                data=data,
+                stream=room.stream.id if room.stream else None,
+                ts=self._clock(),
+            )
+        )
+
+
+def _encode(message: ChatMessage) -> str:
+    return msgspec.json.encode(message).decode()

@@ -1,0 +1,1 @@
+"""WebRTC ingest and playback, relay, recording and HLS (see issue: media)."""

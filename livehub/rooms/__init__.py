@@ -1,0 +1,1 @@
+"""Rooms, roles, tokens, presence, the state store and the durable event log."""

@@ -1,0 +1,103 @@
+"""Durable rooms, streams and bans in SQLite (the same database file as the event log)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from livehub.rooms.eventlog import connect
+from livehub.rooms.models import Room, Stream
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    id TEXT PRIMARY KEY,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS streams_room ON streams(room, started_at);
+CREATE TABLE IF NOT EXISTS bans (
+    room TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (room, viewer_id)
+);
+"""
+
+
+class RoomRepository:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._decoder = msgspec.json.Decoder(Room)
+
+    @classmethod
+    async def open(cls, path: Path, synchronous: str = "FULL") -> RoomRepository:
+        conn = await connect(path, synchronous)
+        await conn.executescript(SCHEMA)
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def get(self, room_id: str) -> Room | None:
+        rows = list(
+            await self._conn.execute_fetchall("SELECT body FROM rooms WHERE id = ?", (room_id,))
+        )
+        return self._decoder.decode(rows[0][0]) if rows else None
+
+    async def insert(self, room: Room) -> bool:
+        """Insert a new room; False when the id is taken."""
+        cursor = await self._conn.execute(
+            "INSERT OR IGNORE INTO rooms (id, body) VALUES (?, ?)",
+            (room.id, msgspec.json.encode(room)),
+        )
+        return cursor.rowcount == 1
+
+    async def save(self, room: Room) -> None:
+        await self._conn.execute(
+            "UPDATE rooms SET body = ? WHERE id = ?", (msgspec.json.encode(room), room.id)
+        )
+
+    async def start_stream(self, stream: Stream) -> None:
+        await self._conn.execute(
+            "INSERT INTO streams (id, room, started_at) VALUES (?, ?, ?)",
+            (stream.id, stream.room, stream.started_at),
+        )
+
+    async def end_stream(self, stream_id: str, ended_at: float) -> None:
+        await self._conn.execute(
+            "UPDATE streams SET ended_at = ? WHERE id = ?", (ended_at, stream_id)
+        )
+
+    async def streams(self, room_id: str) -> list[Stream]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, room, started_at, ended_at FROM streams WHERE room = ? ORDER BY started_at",
+            (room_id,),
+        )
+        return [Stream(id=r[0], room=r[1], started_at=r[2], ended_at=r[3]) for r in rows]
+
+    async def ban(self, room: str, viewer_id: str, by: str, reason: str, ts: float) -> None:
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO bans (room, viewer_id, by, reason, ts) VALUES (?, ?, ?, ?, ?)",
+            (room, viewer_id, by, reason, ts),
+        )
+
+    async def unban(self, room: str, viewer_id: str) -> bool:
+        cursor = await self._conn.execute(
+            "DELETE FROM bans WHERE room = ? AND viewer_id = ?", (room, viewer_id)
+        )
+        return cursor.rowcount == 1
+
+    async def is_banned(self, room: str, viewer_id: str) -> bool:
+        rows = await self._conn.execute_fetchall(
+            "SELECT 1 FROM bans WHERE room = ? AND viewer_id = ?", (room, viewer_id)
+        )
+        return bool(list(rows))

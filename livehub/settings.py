@@ -1,0 +1,108 @@
+"""One frozen settings object read from flags and environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LIVEHUB_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./livehub-data")
+    redis_url: str | None = None
+    secret: str | None = None
+    admin_key: str | None = None
+    public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    tick_ms: int = 100
+    max_danmaku_per_second: int = 30
+    max_message_chars: int = 200
+    max_frame_bytes: int = 64 * 1024
+    token_ttl_seconds: int = 7 * 24 * 3600
+    sqlite_synchronous: str = "FULL"
+    demo: bool = True
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def origins(self) -> list[str]:
+        """Origins allowed to open the live socket (the public URL's by default)."""
+        if self.allowed_origins:
+            return list(self.allowed_origins)
+        return [self.base_url]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for ``livehub serve``; each also reads ``LIVEHUB_<NAME>`` from the environment."""
+    parser.add_argument("--host", help="address to listen on (LIVEHUB_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (LIVEHUB_PORT)")
+    parser.add_argument("--data-dir", help="where the database and keys live (LIVEHUB_DATA_DIR)")
+    parser.add_argument("--redis-url", help="share state between nodes (LIVEHUB_REDIS_URL)")
+    parser.add_argument("--secret", help="token signing secret (LIVEHUB_SECRET)")
+    parser.add_argument("--admin-key", help="admin API key (LIVEHUB_ADMIN_KEY)")
+    parser.add_argument(
+        "--public-url", help="URL viewers reach this server at (LIVEHUB_PUBLIC_URL)"
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        help="comma-separated origins for the live socket (LIVEHUB_ALLOWED_ORIGINS)",
+    )
+    parser.add_argument("--tick-ms", type=int, help="danmaku batch tick (LIVEHUB_TICK_MS)")
+    parser.add_argument(
+        "--max-danmaku-per-second",
+        type=int,
+        help="default per-viewer danmaku cap for new rooms, 0 = unlimited",
+    )
+    parser.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"])
+    parser.add_argument("--no-demo", dest="demo", action="store_const", const=False)
+    parser.add_argument("--log-level")
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    if name in (
+        "port",
+        "tick_ms",
+        "max_danmaku_per_second",
+        "max_message_chars",
+        "max_frame_bytes",
+        "token_ttl_seconds",
+    ):
+        return int(raw)
+    if name == "data_dir":
+        return Path(raw)
+    if name == "allowed_origins":
+        if isinstance(raw, tuple):
+            return raw
+        return tuple(o.strip().rstrip("/") for o in str(raw).split(",") if o.strip())
+    if name == "demo" and isinstance(raw, str):
+        return raw.lower() not in ("0", "false", "no")
+    return raw
+
+
+def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Flags win over environment, environment over defaults."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(f.name, raw)
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""The edges: REST API, pages, the Socket.IO namespace, auth and error translation."""

@@ -1,0 +1,96 @@
+"""Sends each room one frame per tick with everything new, encoded once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+import socketio
+
+from livehub.errors import LivehubError
+from livehub.interactions.batcher import Batch, Batcher
+from livehub.interactions.messages import ChatMessage
+from livehub.rooms.counters import Counters
+from livehub.rooms.models import Room
+from livehub.rooms.presence import Presence
+from livehub.rooms.service import RoomService
+
+log = logging.getLogger("livehub.fanout")
+NAMESPACE = "/live"
+
+
+def room_channel(room_id: str) -> str:
+    return f"room:{room_id}"
+
+
+def staff_channel(room_id: str) -> str:
+    return f"staff:{room_id}"
+
+
+def viewer_channel(room_id: str, viewer_id: str) -> str:
+    return f"viewer:{room_id}:{viewer_id}"
+
+
+class Fanout:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        batcher: Batcher,
+        rooms: RoomService,
+        presence: Presence,
+        counters: Counters,
+        tick_seconds: float,
+    ) -> None:
+        self._sio = sio
+        self._batcher = batcher
+        self._rooms = rooms
+        self._presence = presence
+        self._counters = counters
+        self._tick = tick_seconds
+
+    def message(self, room: Room, message: ChatMessage) -> None:
+        self._batcher.add_message(room.id, room.settings.max_danmaku_per_second, message)
+
+    def deleted(self, room: Room, message_id: int) -> None:
+        self._batcher.add_deleted(room.id, room.settings.max_danmaku_per_second, message_id)
+
+    def touch(self, room: Room) -> None:
+        self._batcher.touch(room.id, room.settings.max_danmaku_per_second)
+
+    def forget(self, room_id: str) -> None:
+        self._batcher.forget(room_id)
+
+    async def emit(self, event: str, data: Any, channel: str) -> None:
+        await self._sio.emit(event, data, room=channel, namespace=NAMESPACE)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += self._tick
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            for batch in self._batcher.drain():
+                try:
+                    await self._send(batch)
+                except LivehubError as err:  # the room went away between ticks
+                    log.info("dropping batch for %s: %s", batch.room, err.code)
+                    self._batcher.forget(batch.room)
+            if loop.time() > next_tick + self._tick:  # fell behind: do not burst to catch up
+                next_tick = loop.time()
+
+    async def _send(self, batch: Batch) -> None:
+        room = await self._rooms.get(batch.room)
+        stats = await self._presence.stats(room)
+        if batch.dropped:
+            await self._counters.add_room(room.id, room.scope, "sampled_away", batch.dropped)
+        payload = {
+            "messages": msgspec.to_builtins(batch.messages),
+            "deleted": batch.deleted,
+            "likes": stats.likes,
+            "dropped": batch.dropped,
+            "viewers": stats.viewers,
+            "peak": stats.peak,
+        }
+        await self.emit("batch", payload, room_channel(room.id))

@@ -1,0 +1,83 @@
+"""The Socket.IO server, attached to the aiohttp app.
+
+permessage-deflate is refused: batching already makes frames few and large, and
+compressing each frame for each viewer costs more CPU than it saves here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from livehub.settings import Settings
+
+SOCKET_PATH = "/socket.io/"
+
+
+class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, closable.
+
+    The stock manager connects once for publishing and again for listening,
+    dropping the first client unclosed, and has no close. This keeps every client
+    it made and closes them all. It reaches into attributes pinned by the exact
+    python-socketio version in pyproject.toml (tests cover it: warnings are errors).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: list[Any] = []
+
+    def _redis_connect(self) -> None:
+        super()._redis_connect()
+        self._clients.append(self.redis)
+
+    async def close(self) -> None:
+        task = getattr(self, "thread", None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+        for client in self._clients:
+            await client.aclose()
+
+
+def build_server(settings: Settings) -> socketio.AsyncServer:
+    manager: Any = None
+    if settings.redis_url:
+        manager = RedisManager(settings.redis_url, channel="livehub")
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=settings.origins,
+        max_http_buffer_size=settings.max_frame_bytes,
+        ping_interval=20,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def attach(sio: socketio.AsyncServer, app: web.Application) -> None:
+    async def handle(request: web.Request) -> Any:
+        if "Sec-WebSocket-Extensions" in request.headers:
+            headers = request.headers.copy()
+            del headers["Sec-WebSocket-Extensions"]
+            request = request.clone(headers=headers)
+        return await sio.handle_request(request)
+
+    app.router.add_route("GET", SOCKET_PATH, handle)
+    app.router.add_route("POST", SOCKET_PATH, handle)
+    app.router.add_route("OPTIONS", SOCKET_PATH, handle)
+
+
+
+
+async def shutdown(sio: socketio.AsyncServer) -> None:
+    if isinstance(sio.manager, RedisManager):
+        await sio.manager.close()
