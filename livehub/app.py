@@ -121,8 +121,7 @@ async def create_app(settings: Settings) -> web.Application:
 
 
 def _background(
-    sio: socketio.AsyncServer,
-    fanout: Fanout, live: LiveNamespace, services: Services
+    sio: socketio.AsyncServer, fanout: Fanout, live: LiveNamespace, services: Services
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         tasks = [

@@ -52,7 +52,7 @@ def _token(args: argparse.Namespace) -> int:
                 print(f"no --key given and no secret at {path}", file=sys.stderr)
                 return 2
             key = path.read_text().strip()
-    token, vid, expires = tokens.mint(
+    token, _, _ = tokens.mint(
         key,
         room=args.room,
         role=args.role,

@@ -128,7 +128,9 @@ class RoomService:
             return room
         updated = msgspec.structs.replace(room, **changes)
         await self._save(updated)
-        record = {"title": title, "settings": settings} if title else {"settings": settings}
+        record: dict[str, object] = {"settings": settings}
+        if title:
+            record["title"] = title
         await self._record(updated, "room.updated", actor, record)
         return updated
 

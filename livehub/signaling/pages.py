@@ -38,7 +38,7 @@ class Pages:
         self._static = web_dir / "static"
         self._modules = web_dir / "node_modules"
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get("/", self._page("index.html")),
             web.get("/watch/{room}", self._page("watch.html")),

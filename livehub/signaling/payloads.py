@@ -25,87 +25,87 @@ class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
 
 
-class ConnectAuth(Payload):
+class ConnectAuth(Payload, frozen=True, forbid_unknown_fields=True):
     room: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     last_event_id: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None
 
 
-class Empty(Payload):
+class Empty(Payload, frozen=True, forbid_unknown_fields=True):
     pass
 
 
-class ChatIn(Payload):
+class ChatIn(Payload, frozen=True, forbid_unknown_fields=True):
     text: Annotated[str, msgspec.Meta(max_length=2000)]
     client_id: ClientId
     mode: Mode = "scroll"
     color: Color = "#ffffff"
 
 
-class LikeIn(Payload):
+class LikeIn(Payload, frozen=True, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
 
 
-class MessageRef(Payload):
+class MessageRef(Payload, frozen=True, forbid_unknown_fields=True):
     message_id: EventId
 
 
-class ViewerRef(Payload):
+class ViewerRef(Payload, frozen=True, forbid_unknown_fields=True):
     viewer_id: ViewerId
 
 
-class MuteIn(Payload):
+class MuteIn(Payload, frozen=True, forbid_unknown_fields=True):
     viewer_id: ViewerId
     seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 600
 
 
-class BanIn(Payload):
+class BanIn(Payload, frozen=True, forbid_unknown_fields=True):
     viewer_id: ViewerId
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class RuleIn(Payload):
+class RuleIn(Payload, frozen=True, forbid_unknown_fields=True):
     pattern: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     kind: Literal["word", "regex"] = "word"
     action: Literal["block", "hold", "mute", "ban"] = "block"
     mute_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 600
 
 
-class RuleRef(Payload):
+class RuleRef(Payload, frozen=True, forbid_unknown_fields=True):
     rule_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class SlowIn(Payload):
+class SlowIn(Payload, frozen=True, forbid_unknown_fields=True):
     seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)]
 
 
-class PauseIn(Payload):
+class PauseIn(Payload, frozen=True, forbid_unknown_fields=True):
     paused: bool
 
 
 # -- REST ------------------------------------------------------------------------
 
 
-class CreateRoomIn(Payload):
+class CreateRoomIn(Payload, frozen=True, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     id: str | None = None
     private: bool = False
     settings: dict[str, Any] | None = None
 
 
-class UpdateRoomIn(Payload):
+class UpdateRoomIn(Payload, frozen=True, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
     settings: dict[str, Any] | None = None
 
 
-class TokenIn(Payload):
+class TokenIn(Payload, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     role: Literal["host", "moderator", "viewer"] = "viewer"
     viewer_id: ViewerId | None = None
     ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=366 * 24 * 3600)] | None = None
 
 
-class JoinIn(Payload):
+class JoinIn(Payload, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 

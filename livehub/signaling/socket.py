@@ -76,8 +76,6 @@ def attach(sio: socketio.AsyncServer, app: web.Application) -> None:
     app.router.add_route("OPTIONS", SOCKET_PATH, handle)
 
 
-
-
 async def shutdown(sio: socketio.AsyncServer) -> None:
     if isinstance(sio.manager, RedisManager):
         await sio.manager.close()
