@@ -168,7 +168,8 @@ def wait_healthz(port: int, proc: subprocess.Popen[Any] | None, timeout: float =
     last: Any = None
     while time.monotonic() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before /healthz answered")
+            raise RuntimeError(
+                f"server exited with code {proc.returncode} before /healthz answered")
         try:
             status, body = http("GET", f"http://{HOST}:{port}/healthz", timeout=2.0)
             if status == 200:

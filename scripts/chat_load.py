@@ -121,7 +121,8 @@ class Load:
         self.origin = args.origin or f"http://{HOST}:{args.port}"
         self.naive = args.naive
         self.ev_prefix = EV + (b'["chat"' if args.naive else b'["batch"')
-        self.expect_welcome = (not args.naive) if args.expect_welcome is None else args.expect_welcome
+        self.expect_welcome = (
+            (not args.naive) if args.expect_welcome is None else args.expect_welcome)
         self.viewers: list[Viewer] = []
         self.session: aiohttp.ClientSession | None = None
         self.stop = asyncio.Event()
@@ -421,7 +422,8 @@ class Load:
         connect_s = await self.connect_all(n)
         self.quiet_gc()
         connected = [v for v in self.viewers if v.alive]
-        self.emit({"event": "connected", "connected": len(connected), "seconds": round(connect_s, 2)})
+        self.emit({"event": "connected", "connected": len(connected),
+                   "seconds": round(connect_s, 2)})
         log(f"[load] {len(connected)}/{n} connected in {connect_s:.1f}s; "
             f"failures={self.connect_fail} refusals={self.refusals}")
         if not connected:
@@ -626,7 +628,7 @@ class Load:
         wss = [v.ws for v in self.viewers if v.ws is not None and not v.ws.closed]
         for i in range(0, len(wss), 500):  # polite close, bounded
             chunk = [asyncio.create_task(w.close()) for w in wss[i:i + 500]]
-            done, pending = await asyncio.wait(chunk, timeout=3.0)
+            _, pending = await asyncio.wait(chunk, timeout=3.0)
             for t in pending:
                 t.cancel()
 
@@ -654,7 +656,8 @@ def _r(x: float | None, nd: int = 1) -> float | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="chat fan-out load generator (raw Engine.IO v4 / Socket.IO v5)")
+    ap = argparse.ArgumentParser(
+        description="chat fan-out load generator (raw Engine.IO v4 / Socket.IO v5)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--room", default="bench")
     ap.add_argument("--origin", help="Origin header (default http://127.0.0.1:PORT)")
