@@ -28,10 +28,12 @@ from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 from livehub.settings import Settings
 from livehub.signaling.auth import Auth
+from livehub.signaling.chat_events import ChatEvents
 from livehub.signaling.context import Services
 from livehub.signaling.fanout import Fanout
 from livehub.signaling.http_api import RestApi
 from livehub.signaling.live import LiveNamespace
+from livehub.signaling.moderation_events import ModerationEvents
 from livehub.signaling.pages import Pages, security_headers
 from livehub.signaling.replies import error_middleware
 from livehub.signaling.socket import attach, build_server, shutdown
@@ -104,6 +106,8 @@ async def create_app(settings: Settings) -> web.Application:
         settings.tick_ms / 1000,
     )
     live = LiveNamespace(services, fanout)
+    ChatEvents(services, live)
+    ModerationEvents(services, live)
     sio.register_namespace(live)
     app = web.Application(
         middlewares=[security_headers, error_middleware],

@@ -189,7 +189,7 @@ class LiveClient:
         return [i for b in self.events["batch"] for i in b["deleted"]]
 
     async def wait_for(
-        self, event: str, predicate: Callable[[Any], bool] | None = None, timeout: float = 5.0
+        self, event: str, predicate: Callable[[Any], bool] | None = None, timeout: float = 10.0
     ) -> Any:
         async def scan() -> Any:
             while True:
@@ -201,7 +201,7 @@ class LiveClient:
 
         return await asyncio.wait_for(scan(), timeout)
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         async def loop() -> None:
             while not condition():
                 self._changed.clear()

@@ -97,14 +97,14 @@ class ChatService:
         if wait:
             raise RateLimited("Too many messages; wait a moment.", wait)
         digest = hashlib.blake2b(compact(skeleton(text)).encode(), digest_size=8).hexdigest()
-        fresh = await self._store.set_if_absent(
-            f"rep:{room.id}:{who.viewer_id}:{digest}", "1", REPEAT_WINDOW_SECONDS
-        )
-        if not fresh:
+        repeat_key = f"rep:{room.id}:{who.viewer_id}:{digest}"
+        if not await self._store.set_if_absent(repeat_key, "1", REPEAT_WINDOW_SECONDS):
             raise UserError("repeated_message", "You just sent that message.")
         if settings.slow_mode_seconds:
             key = f"slow:{room.id}:{who.viewer_id}"
             if not await self._store.set_if_absent(key, "1", settings.slow_mode_seconds):
+                # Not sent, so not a repeat when retried after the wait.
+                await self._store.delete(repeat_key)
                 left = await self._store.ttl(key) or float(settings.slow_mode_seconds)
                 raise UserError(
                     "slow_mode",
@@ -116,7 +116,7 @@ class ChatService:
         self, room: Room, who: Principal, draft: Draft, text: str, held: bool
     ) -> ChatResult:
         now = self._clock()
-        offset = int((now - room.stream.started_at) * 1000) if room.stream else None
+        offset = round((now - room.stream.started_at) * 1000) if room.stream else None
         body = {
             "name": who.name,
             "role": who.role,

@@ -17,7 +17,7 @@ import msgspec
 import socketio
 
 from livehub.errors import Forbidden, LivehubError, ProtocolError
-from livehub.interactions.messages import VISIBLE_KINDS, ChatMessage, Draft
+from livehub.interactions.messages import VISIBLE_KINDS, ChatMessage
 from livehub.rooms.models import Principal, Room
 from livehub.signaling import payloads as p
 from livehub.signaling.context import Services
@@ -39,6 +39,12 @@ Result = dict[str, Any] | None
 Handler = Callable[[Principal, Any], Awaitable[Result]]
 
 
+class Route(msgspec.Struct, frozen=True):
+    payload: type[Any]
+    handler: Handler
+    staff_only: bool
+
+
 class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, services: Services, fanout: Fanout) -> None:
         super().__init__(NAMESPACE)
@@ -46,30 +52,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._fanout = fanout
         self._sessions: dict[str, Principal] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        viewer: dict[str, tuple[type[Any], Handler]] = {
-            "chat": (p.ChatIn, self.chat),
-            "like": (p.LikeIn, self.like),
-            "heartbeat": (p.Empty, self.heartbeat),
-        }
-        staff: dict[str, tuple[type[Any], Handler]] = {
-            "mod_delete": (p.MessageRef, self.mod_delete),
-            "mod_mute": (p.MuteIn, self.mod_mute),
-            "mod_unmute": (p.ViewerRef, self.mod_unmute),
-            "mod_ban": (p.BanIn, self.mod_ban),
-            "mod_unban": (p.ViewerRef, self.mod_unban),
-            "mod_rule_add": (p.RuleIn, self.mod_rule_add),
-            "mod_rule_remove": (p.RuleRef, self.mod_rule_remove),
-            "mod_rules": (p.Empty, self.mod_rules),
-            "mod_held": (p.Empty, self.mod_held),
-            "mod_approve": (p.MessageRef, self.mod_approve),
-            "mod_reject": (p.MessageRef, self.mod_reject),
-            "mod_slow": (p.SlowIn, self.mod_slow),
-            "mod_pause": (p.PauseIn, self.mod_pause),
-            "mod_viewers": (p.Empty, self.mod_viewers),
-            "mod_stats": (p.Empty, self.mod_stats),
-        }
-        self._viewer_events = viewer
-        self._staff_events = staff
+        self._routes: dict[str, Route] = {}
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -84,21 +67,48 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.debug("event %s refused: %s", event, err.code)
             return ack_error(err)
 
+    def route(
+        self, event: str, payload: type[Any], handler: Handler, *, staff_only: bool = False
+    ) -> None:
+        """Register the one handler for ``event`` (feature modules call this)."""
+        if event in self._routes or event in ("connect", "disconnect"):
+            raise ValueError(f"event {event!r} is already routed")
+        self._routes[event] = Route(payload, handler, staff_only)
+
     async def _dispatch(self, event: str, args: tuple[Any, ...]) -> Result:
         who = self._sessions.get(args[0])
         if who is None:
             raise ProtocolError("not_connected", "Connect first.")
-        entry = self._viewer_events.get(event)
-        if entry is None:
-            entry = self._staff_events.get(event)
-            if entry is None:
-                raise ProtocolError("unknown_event", "Unknown event.")
-            if not who.is_staff:
-                raise Forbidden("forbidden", "Only the host and moderators can do that.")
+        route = self._routes.get(event)
+        if route is None:
+            raise ProtocolError("unknown_event", "Unknown event.")
+        if route.staff_only and not who.is_staff:
+            raise Forbidden("forbidden", "Only the host and moderators can do that.")
         if len(args) > 2:
             raise ProtocolError("bad_payload", "Send one payload object.")
-        kind, handler = entry
-        return await handler(who, p.parse(kind, args[1] if len(args) == 2 else None))
+        return await route.handler(who, p.parse(route.payload, args[1] if len(args) == 2 else None))
+
+    # -- what feature modules use to reach clients -------------------------------------
+
+    @property
+    def fanout(self) -> Fanout:
+        return self._fanout
+
+    async def to_room(self, event: str, data: Any, room_id: str) -> None:
+        await self.emit(event, data, room=room_channel(room_id))
+
+    async def to_staff(self, event: str, data: Any, room_id: str) -> None:
+        await self.emit(event, data, room=staff_channel(room_id))
+
+    async def to_viewer(self, event: str, data: Any, room_id: str, viewer_id: str) -> None:
+        await self.emit(event, data, room=viewer_channel(room_id, viewer_id))
+
+    async def disconnect_viewer(self, room_id: str, viewer_id: str) -> None:
+        """Disconnect this node's sockets of one viewer."""
+        for sid in [
+            s for s, w in self._sessions.items() if w.room == room_id and w.viewer_id == viewer_id
+        ]:
+            await self.disconnect(sid)
 
     # -- connect and disconnect ----------------------------------------------------------
 
@@ -181,140 +191,3 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for sid in [s for s, w in self._sessions.items() if w.room == room.id]:
             await self.disconnect(sid)
         self._fanout.forget(room.id)
-
-    # -- viewer events -----------------------------------------------------------------
-
-    async def chat(self, who: Principal, data: p.ChatIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        draft = Draft(text=data.text, client_id=data.client_id, mode=data.mode, color=data.color)
-        result = await self._s.chat.send(room, who, draft)
-        if not result.duplicate:
-            if result.held:
-                await self.emit(
-                    "held", msgspec.to_builtins(result.message), room=staff_channel(room.id)
-                )
-            else:
-                self._fanout.message(room, result.message)
-        return {
-            "id": result.message.id,
-            "held": result.held,
-            "duplicate": result.duplicate,
-            "message": msgspec.to_builtins(result.message),
-        }
-
-    async def like(self, who: Principal, data: p.LikeIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        total = await self._s.likes.like(room, who, data.count)
-        self._fanout.touch(room)
-        return {"likes": total}
-
-    async def heartbeat(self, who: Principal, data: p.Empty) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.presence.accrue(room, who.viewer_id)
-        return {"server_time": self._s.rooms.now()}
-
-    # -- moderator events -----------------------------------------------------------------
-
-    async def mod_delete(self, who: Principal, data: p.MessageRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.delete(room, who, data.message_id)
-        self._fanout.deleted(room, data.message_id)
-        await self.emit(
-            "held_resolved", {"id": data.message_id, "approved": False}, room=staff_channel(room.id)
-        )
-        return None
-
-    async def mod_mute(self, who: Principal, data: p.MuteIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        until = await self._s.moderation.mute(room, who, data.viewer_id, data.seconds)
-        await self.emit("muted", {"until": until}, room=viewer_channel(room.id, data.viewer_id))
-        return {"until": until}
-
-    async def mod_unmute(self, who: Principal, data: p.ViewerRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.unmute(room, who, data.viewer_id)
-        return None
-
-    async def mod_ban(self, who: Principal, data: p.BanIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.ban(room, who, data.viewer_id, data.reason)
-        await self.emit(
-            "banned", {"reason": data.reason}, room=viewer_channel(room.id, data.viewer_id)
-        )
-        for sid in [
-            s
-            for s, w in self._sessions.items()
-            if w.room == room.id and w.viewer_id == data.viewer_id
-        ]:
-            await self.disconnect(sid)
-        return None
-
-    async def mod_unban(self, who: Principal, data: p.ViewerRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.unban(room, who, data.viewer_id)
-        return None
-
-    async def mod_rule_add(self, who: Principal, data: p.RuleIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        rule = await self._s.moderation.add_rule(
-            room, who, data.pattern, data.kind, data.action, data.mute_seconds
-        )
-        return {"rule": msgspec.to_builtins(rule)}
-
-    async def mod_rule_remove(self, who: Principal, data: p.RuleRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.remove_rule(room, who, data.rule_id)
-        return None
-
-    async def mod_rules(self, who: Principal, data: p.Empty) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        return {"rules": msgspec.to_builtins(list(room.rules))}
-
-    async def mod_held(self, who: Principal, data: p.Empty) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        return {"messages": msgspec.to_builtins(await self._s.moderation.held(room))}
-
-    async def mod_approve(self, who: Principal, data: p.MessageRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        message = await self._s.moderation.approve(room, who, data.message_id)
-        self._fanout.message(room, message)
-        await self.emit(
-            "held_resolved", {"id": data.message_id, "approved": True}, room=staff_channel(room.id)
-        )
-        return None
-
-    async def mod_reject(self, who: Principal, data: p.MessageRef) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        await self._s.moderation.reject(room, who, data.message_id)
-        await self.emit(
-            "held_resolved", {"id": data.message_id, "approved": False}, room=staff_channel(room.id)
-        )
-        return None
-
-    async def mod_slow(self, who: Principal, data: p.SlowIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        updated = await self._s.moderation.slow_mode(room, who, data.seconds)
-        await self.emit("room", updated.public_view(), room=room_channel(room.id))
-        return None
-
-    async def mod_pause(self, who: Principal, data: p.PauseIn) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        updated = await self._s.moderation.pause(room, who, data.paused)
-        await self.emit("room", updated.public_view(), room=room_channel(room.id))
-        return None
-
-    async def mod_viewers(self, who: Principal, data: p.Empty) -> Result:
-        roster = await self._s.presence.roster(who.room)
-        return {"viewers": [w.view() for w in roster]}
-
-    async def mod_stats(self, who: Principal, data: p.Empty) -> Result:
-        room = await self._s.rooms.get_open(who.room)
-        stats = await self._s.presence.stats(room)
-        totals = await self._s.counters.room(room.id, room.scope)
-        return {
-            "viewers": stats.viewers,
-            "peak": stats.peak,
-            "likes": stats.likes,
-            "messages": totals.get("messages", 0),
-            "sampled_away": totals.get("sampled_away", 0),
-        }
