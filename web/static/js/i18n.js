@@ -372,6 +372,13 @@ function fromNavigator() {
 let current = readStored() || fromNavigator();
 const listeners = new Set();
 
+/** Add a feature's strings: addStrings({en: {...}, 'zh-CN': {...}}). */
+export function addStrings(tables) {
+  for (const [code, table] of Object.entries(tables)) {
+    DICT[code] = Object.assign(DICT[code] || {}, table);
+  }
+}
+
 export function lang() {
   return current;
 }

@@ -268,6 +268,9 @@ export class LiveClient extends Emitter {
     for (const name of ['held', 'held_resolved', 'muted', 'banned']) {
       s.on(name, (payload) => this.emit(name, payload));
     }
+    // Feature events (polls, quizzes, Q&A, draws, offers) pass straight through.
+    const handled = new Set(['welcome', 'batch', 'room', 'held', 'held_resolved', 'muted', 'banned']);
+    s.onAny((name, payload) => { if (!handled.has(name)) this.emit(name, payload); });
   }
 
   disconnect() {

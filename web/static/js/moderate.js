@@ -3,6 +3,7 @@
 
 import { initI18n, setText, formatTime } from './i18n.js';
 import { LiveClient, roomFromPath, takeToken } from './live.js';
+import { CONTROL_FEATURES } from './features/index.js';
 import {
   ChatList, StatusLine, showConnState, showLive, errorText, el, tel, roleBadge,
 } from './ui.js';
@@ -374,6 +375,8 @@ function stopStats() {
 function start(token) {
   client = new LiveClient(room, token);
   window.livehub = { room, client, chat };
+  const controls = $('controls');
+  for (const mount of CONTROL_FEATURES) mount({ room, client, controls, status });
 
   client.on('state', (s) => {
     showConnState($('conn-state'), s);

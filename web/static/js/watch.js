@@ -6,6 +6,7 @@ import {
   LiveClient, roomFromPath, takeToken, clearToken, tokenExpired, getRoom, joinRoom, isColor,
 } from './live.js';
 import { DanmakuOverlay } from './danmaku.js';
+import { WATCH_FEATURES } from './features/index.js';
 import { ChatList, StatusLine, showConnState, showLive, errorText, el, tel } from './ui.js';
 
 const COLORS = [
@@ -178,6 +179,8 @@ function start(token) {
   }
   client = new LiveClient(room, token);
   window.livehub = { room, client, overlay, chat, video };
+  const cards = $('cards');
+  for (const mount of WATCH_FEATURES) mount({ room, client, cards, status });
 
   client.on('state', (s) => showConnState($('conn-state'), s));
 
