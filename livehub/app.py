@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -108,6 +109,8 @@ async def create_app(settings: Settings) -> web.Application:
     live = LiveNamespace(services, fanout)
     ChatEvents(services, live)
     ModerationEvents(services, live)
+    loops: list[Callable[[], Coroutine[Any, Any, None]]] = [fanout.run, live.accrue_forever]
+    # Interaction features register their events on `live` and their loops here.
     sio.register_namespace(live)
     app = web.Application(
         middlewares=[security_headers, error_middleware],
@@ -120,18 +123,17 @@ async def create_app(settings: Settings) -> web.Application:
     app.add_routes(api.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
-    app.cleanup_ctx.append(_background(sio, fanout, live, services))
+    app.cleanup_ctx.append(_background(sio, loops, services))
     return app
 
 
 def _background(
-    sio: socketio.AsyncServer, fanout: Fanout, live: LiveNamespace, services: Services
+    sio: socketio.AsyncServer,
+    loops: list[Callable[[], Coroutine[Any, Any, None]]],
+    services: Services,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(fanout.run(), name="fanout"),
-            asyncio.create_task(live.accrue_forever(), name="accrue"),
-        ]
+        tasks = [asyncio.create_task(loop()) for loop in loops]
         yield
         for task in tasks:
             task.cancel()

@@ -83,8 +83,13 @@ async def connect(path: Path, synchronous: str = "FULL") -> aiosqlite.Connection
 
 
 class EventLog:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None
+    ) -> None:
         self._conn = conn
+        # Reads use their own connection: on the writer's they would see a batch
+        # before its COMMIT (and rows a failed batch then rolls back).
+        self._reader = reader or conn
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._decoder = msgspec.json.Decoder(dict[str, Any])
@@ -94,7 +99,7 @@ class EventLog:
     async def open(cls, path: Path, synchronous: str = "FULL") -> EventLog:
         conn = await connect(path, synchronous)
         await conn.executescript(SCHEMA)
-        log = cls(conn)
+        log = cls(conn, await connect(path, synchronous))
         log._writer = asyncio.create_task(log._write_loop(), name="eventlog-writer")
         return log
 
@@ -104,6 +109,8 @@ class EventLog:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self._reader is not self._conn:
+            await self._reader.close()
         await self._conn.close()
 
     async def append(self, event: NewEvent) -> tuple[Event, bool]:
@@ -119,14 +126,14 @@ class EventLog:
         return await future
 
     async def find(self, room: str, actor: str, client_id: str) -> Event | None:
-        rows = await self._conn.execute_fetchall(
+        rows = await self._reader.execute_fetchall(
             "SELECT id, ts, room, stream, kind, actor, data FROM events WHERE uid = ?",
             (idempotency_key(room, actor, client_id),),
         )
         return self._row(next(iter(rows))) if rows else None
 
     async def get(self, event_id: int) -> Event | None:
-        rows = await self._conn.execute_fetchall(
+        rows = await self._reader.execute_fetchall(
             "SELECT id, ts, room, stream, kind, actor, data FROM events WHERE id = ?", (event_id,)
         )
         return self._row(next(iter(rows))) if rows else None
@@ -146,7 +153,7 @@ class EventLog:
         """
         marks = ",".join("?" * len(kinds))
         order = "DESC" if newest else "ASC"
-        rows = await self._conn.execute_fetchall(
+        rows = await self._reader.execute_fetchall(
             "SELECT id, ts, room, stream, kind, actor, data FROM events "
             f"WHERE room = ? AND kind IN ({marks}) AND id > ? ORDER BY id {order} LIMIT ?",
             (room, *kinds, after_id, limit),
@@ -166,7 +173,7 @@ class EventLog:
             else:
                 query = "WHERE room = ? AND stream = ? AND id > ?"
                 args = (room, stream, last)
-            rows = await self._conn.execute_fetchall(
+            rows = await self._reader.execute_fetchall(
                 "SELECT id, ts, room, stream, kind, actor, data FROM events "
                 f"{query} ORDER BY id LIMIT ?",
                 (*args, batch),
