@@ -240,7 +240,8 @@ class EventLog:
             stored = await self._stored_by_uid([p.uid for p in batch])
             await self._conn.execute("COMMIT")
         except BaseException:
-            await self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
             raise
         return [(stored[p.uid][0], stored[p.uid][1] == p.nonce) for p in batch]
 

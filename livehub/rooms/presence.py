@@ -71,6 +71,9 @@ class Presence:
     async def leave(self, room: Room, who: Principal) -> bool:
         """Count a closed connection; True when it was the viewer's last (they left)."""
         count = await self._store.hincr(_conns(room.id), who.viewer_id, -1)
+        if count < 0:  # a leave without a join (a node restarted in between): nothing to do
+            await self._store.hdel(_conns(room.id), who.viewer_id)
+            return False
         await self.accrue(room, who.viewer_id)
         await self._counters.seen(room.id, room.scope, who.viewer_id, self._clock())
         if count > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS streams (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS streams_room ON streams(room, started_at);
+CREATE UNIQUE INDEX IF NOT EXISTS streams_one_live ON streams(room) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS bans (
     room TEXT NOT NULL,
     viewer_id TEXT NOT NULL,
@@ -66,11 +68,16 @@ class RoomRepository:
             "UPDATE rooms SET body = ? WHERE id = ?", (msgspec.json.encode(room), room.id)
         )
 
-    async def start_stream(self, stream: Stream) -> None:
-        await self._conn.execute(
-            "INSERT INTO streams (id, room, started_at) VALUES (?, ?, ?)",
-            (stream.id, stream.room, stream.started_at),
-        )
+    async def start_stream(self, stream: Stream) -> bool:
+        """Record a new live stream; False when the room already has one (atomic)."""
+        try:
+            await self._conn.execute(
+                "INSERT INTO streams (id, room, started_at) VALUES (?, ?, ?)",
+                (stream.id, stream.room, stream.started_at),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     async def end_stream(self, stream_id: str, ended_at: float) -> None:
         await self._conn.execute(

@@ -153,7 +153,8 @@ class RoomService:
         if room.stream is not None:
             raise Conflict("already_live", "The room is already live.")
         stream = Stream(id="s_" + secrets.token_hex(5), room=room_id, started_at=self._clock())
-        await self._repo.start_stream(stream)
+        if not await self._repo.start_stream(stream):
+            raise Conflict("already_live", "The room is already live.")
         live = msgspec.structs.replace(room, stream=stream)
         await self._save(live)
         await self._record(live, "stream.started", actor, {"stream_id": stream.id})
