@@ -233,6 +233,9 @@ export class LiveClient extends Emitter {
     this._setState('connecting');
     const s = globalThis.io('/live', {
       path: '/socket.io/',
+      // WebSocket first (no long-poll upgrade dance); fall back to polling where it is blocked.
+      transports: ['websocket', 'polling'],
+      tryAllTransports: true,
       auth: (cb) => cb(this._auth()),   // called on every (re)connect: carries last_event_id
       reconnectionDelay: 1000,
       reconnectionDelayMax: 10000,
