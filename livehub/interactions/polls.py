@@ -1,0 +1,465 @@
+"""Polls: single choice, multiple choice, rating (1-5) and word cloud.
+
+A poll is created as a draft, opened (optionally with a timer) and closed.
+Server time decides: once ``closes_at`` has passed the poll refuses votes even
+if nobody closed it. Results are hidden from viewers unless the staff show them
+(viewers then see only the turnout); staff always see the tally.
+
+One vote per viewer per poll, decided twice: atomically in the state store
+(``set_if_absent`` on the viewer's vote key, exact across nodes) and in the log
+(``client_id=f"vote:{poll_id}"``, unique per room and viewer).
+
+Anonymous polls keep the tally; the ``poll.vote`` event still carries the choice
+(the tally can be rebuilt from the log) but is flagged ``anonymous: true`` so a
+report leaves the per-viewer choice out. No API ever lists who voted for what.
+
+Word-cloud answers are short free text (at most 40 characters after
+``clean_text``) that runs through the room's rule chain: block, mute and ban
+refuse the word; a held word is recorded but kept out of the public cloud
+(staff see it under ``held_words``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import msgspec
+
+from livehub.errors import Conflict, NotFound, UserError
+from livehub.interactions.moderation import Moderation
+from livehub.interactions.normalise import clean_text
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.models import Principal, Room
+from livehub.rooms.store import StateStore
+
+PollKind = Literal["single", "multiple", "rating", "word_cloud"]
+PollStatus = Literal["draft", "open", "closed"]
+
+MAX_QUESTION_CHARS = 200
+MAX_OPTION_CHARS = 100
+MIN_OPTIONS = 2
+MAX_OPTIONS = 10
+MIN_TIMER_SECONDS = 5
+MAX_TIMER_SECONDS = 3600
+MAX_WORD_CHARS = 40
+MAX_POLLS_PER_ROOM = 500
+RATING_OPTIONS = ("1", "2", "3", "4", "5")
+CLOUD_SIZE = 50
+
+_TURNOUT = "turnout"
+
+
+class PollSpec(msgspec.Struct, frozen=True):
+    """What the staff ask for when creating a poll."""
+
+    question: str
+    kind: PollKind
+    options: tuple[str, ...] = ()
+    anonymous: bool = False
+    timer_seconds: int | None = None
+    max_choices: int | None = None
+    results_visible: bool = False
+
+
+class Poll(msgspec.Struct, frozen=True):
+    id: str
+    room: str
+    question: str
+    kind: PollKind
+    options: tuple[str, ...]
+    anonymous: bool
+    timer_seconds: int | None
+    max_choices: int | None
+    status: PollStatus
+    results_visible: bool
+    created_at: float
+    seq: int = 0
+    opened_at: float | None = None
+    closes_at: float | None = None
+
+    def status_at(self, now: float) -> PollStatus:
+        """The status with the timer applied: an open poll past its deadline is closed."""
+        if self.status == "open" and self.closes_at is not None and now >= self.closes_at:
+            return "closed"
+        return self.status
+
+
+class Ballot(msgspec.Struct, frozen=True):
+    """One viewer's vote: option indexes, or a word for a word cloud."""
+
+    choices: tuple[int, ...] = ()
+    text: str | None = None
+
+
+class WordCount(msgspec.Struct, frozen=True):
+    word: str
+    count: int
+
+
+class Tally(msgspec.Struct, frozen=True):
+    turnout: int
+    counts: tuple[int, ...]
+    words: tuple[WordCount, ...]
+    held_words: tuple[WordCount, ...]
+
+
+class VoteResult(msgspec.Struct, frozen=True):
+    poll: Poll
+    ballot: Ballot
+    held: bool
+
+
+def _poll_key(room: str, poll_id: str) -> str:
+    return f"poll:{room}:{poll_id}"
+
+
+def _index_key(room: str) -> str:
+    return f"polls:{room}"
+
+
+def _seq_key(room: str) -> str:
+    return f"polls:{room}:seq"
+
+
+def _vote_key(room: str, poll_id: str, viewer_id: str) -> str:
+    return f"poll:{room}:{poll_id}:vote:{viewer_id}"
+
+
+def _tally_key(room: str, poll_id: str) -> str:
+    return f"poll:{room}:{poll_id}:tally"
+
+
+def _held_key(room: str, poll_id: str) -> str:
+    return f"poll:{room}:{poll_id}:held"
+
+
+def _bad_poll(message: str) -> UserError:
+    return UserError("bad_poll", message)
+
+
+def _bad_choice(message: str) -> UserError:
+    return UserError("bad_choice", message)
+
+
+class PollService:
+    def __init__(
+        self,
+        store: StateStore,
+        log: EventLog,
+        counters: Counters,
+        moderation: Moderation,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._counters = counters
+        self._moderation = moderation
+        self._clock = clock
+        self._poll_decoder = msgspec.json.Decoder(Poll)
+        self._ballot_decoder = msgspec.json.Decoder(Ballot)
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- staff -------------------------------------------------------------------
+
+    async def create(self, room: Room, who: Principal, spec: PollSpec) -> Poll:
+        question, options = self._checked_spec(spec)
+        if len(await self._store.smembers(_index_key(room.id))) >= MAX_POLLS_PER_ROOM:
+            raise UserError("too_many_polls", f"A room has at most {MAX_POLLS_PER_ROOM} polls.")
+        poll = Poll(
+            id="p_" + secrets.token_hex(5),
+            room=room.id,
+            question=question,
+            kind=spec.kind,
+            options=options,
+            anonymous=spec.anonymous,
+            timer_seconds=spec.timer_seconds,
+            max_choices=spec.max_choices if spec.kind == "multiple" else None,
+            status="draft",
+            results_visible=spec.results_visible,
+            created_at=self._clock(),
+            seq=await self._store.incr(_seq_key(room.id)),
+        )
+        await self._save(poll)
+        await self._store.sadd(_index_key(room.id), poll.id)
+        await self._record(room, who.viewer_id, "poll.created", {"poll": msgspec.to_builtins(poll)})
+        return poll
+
+    def _checked_spec(self, spec: PollSpec) -> tuple[str, tuple[str, ...]]:
+        question = clean_text(spec.question)
+        if not 1 <= len(question) <= MAX_QUESTION_CHARS:
+            raise _bad_poll(f"A question is 1-{MAX_QUESTION_CHARS} characters.")
+        if spec.timer_seconds is not None and not (
+            MIN_TIMER_SECONDS <= spec.timer_seconds <= MAX_TIMER_SECONDS
+        ):
+            raise _bad_poll(f"The timer is {MIN_TIMER_SECONDS}-{MAX_TIMER_SECONDS} seconds.")
+        if spec.max_choices is not None and spec.kind != "multiple":
+            raise _bad_poll("max_choices is only for multiple-choice polls.")
+        if spec.kind in ("rating", "word_cloud"):
+            if spec.options:
+                raise _bad_poll(f"A {spec.kind} poll takes no options.")
+            return question, RATING_OPTIONS if spec.kind == "rating" else ()
+        options = tuple(clean_text(o) for o in spec.options)
+        if not MIN_OPTIONS <= len(options) <= MAX_OPTIONS:
+            raise _bad_poll(f"A poll has {MIN_OPTIONS}-{MAX_OPTIONS} options.")
+        if any(not 1 <= len(o) <= MAX_OPTION_CHARS for o in options):
+            raise _bad_poll(f"An option is 1-{MAX_OPTION_CHARS} characters.")
+        if len({o.casefold() for o in options}) != len(options):
+            raise _bad_poll("The options must differ.")
+        if spec.max_choices is not None and not 1 <= spec.max_choices <= len(options):
+            raise _bad_poll("max_choices is between 1 and the number of options.")
+        return question, options
+
+    async def open(self, room: Room, who: Principal, poll_id: str) -> Poll:
+        poll = await self.get(room.id, poll_id)
+        now = self._clock()
+        status = poll.status_at(now)
+        if status == "open":
+            return poll
+        if status == "closed":
+            raise Conflict("poll_closed", "This poll is closed.")
+        closes_at = now + poll.timer_seconds if poll.timer_seconds else None
+        opened = msgspec.structs.replace(poll, status="open", opened_at=now, closes_at=closes_at)
+        await self._save(opened)
+        await self._record(
+            room, who.viewer_id, "poll.opened", {"poll_id": poll.id, "closes_at": closes_at}
+        )
+        return opened
+
+    async def close(self, room: Room, who: Principal, poll_id: str) -> Poll:
+        poll = await self.get(room.id, poll_id)
+        if poll.status == "closed":
+            return poll
+        if poll.status == "draft":
+            raise Conflict("poll_closed", "This poll was never opened.")
+        return await self._close(room, who.viewer_id, poll, "staff")
+
+    async def expire(self, room: Room, poll_id: str) -> Poll | None:
+        """Close an open poll whose timer ran out; the closed poll, or None if nothing changed."""
+        poll = await self.get(room.id, poll_id)
+        if poll.status != "open" or poll.status_at(self._clock()) != "closed":
+            return None
+        return await self._close(room, "timer", poll, "timer")
+
+    async def _close(self, room: Room, actor: str, poll: Poll, by: str) -> Poll:
+        now = self._clock()
+        closes_at = poll.closes_at if poll.closes_at is not None and poll.closes_at < now else now
+        closed = msgspec.structs.replace(poll, status="closed", closes_at=closes_at)
+        await self._save(closed)
+        await self._record(room, actor, "poll.closed", {"poll_id": poll.id, "by": by})
+        return closed
+
+    async def set_results(self, room: Room, who: Principal, poll_id: str, visible: bool) -> Poll:
+        poll = await self.get(room.id, poll_id)
+        if poll.results_visible == visible:
+            return poll
+        changed = msgspec.structs.replace(poll, results_visible=visible)
+        await self._save(changed)
+        await self._record(
+            room, who.viewer_id, "poll.results", {"poll_id": poll.id, "visible": visible}
+        )
+        return changed
+
+    # -- reading -----------------------------------------------------------------
+
+    async def get(self, room_id: str, poll_id: str) -> Poll:
+        raw = await self._store.get(_poll_key(room_id, poll_id))
+        if raw is None:
+            raise NotFound("not_found", "No such poll in this room.")
+        return self._poll_decoder.decode(raw)
+
+    async def polls(self, room_id: str) -> list[Poll]:
+        """Every poll of the room, oldest first."""
+        found: list[Poll] = []
+        for poll_id in await self._store.smembers(_index_key(room_id)):
+            raw = await self._store.get(_poll_key(room_id, poll_id))
+            if raw is not None:
+                found.append(self._poll_decoder.decode(raw))
+        return sorted(found, key=lambda p: (p.seq, p.created_at, p.id))
+
+    async def visible_polls(self, room_id: str) -> list[Poll]:
+        """What a viewer may see: open polls, and closed polls whose results are shown."""
+        now = self._clock()
+        shown: list[Poll] = []
+        for poll in await self.polls(room_id):
+            status = poll.status_at(now)
+            if status == "open" or (status == "closed" and poll.results_visible):
+                shown.append(poll)
+        return shown
+
+    async def tally(self, poll: Poll) -> Tally:
+        raw = await self._store.hgetall(_tally_key(poll.room, poll.id))
+        counts = tuple(int(raw.get(f"o{i}", 0)) for i in range(len(poll.options)))
+        words = _words(raw, prefix="w:")
+        held = _words(await self._store.hgetall(_held_key(poll.room, poll.id)), prefix="")
+        return Tally(int(raw.get(_TURNOUT, 0)), counts, words, held)
+
+    async def my_votes(
+        self, room_id: str, viewer_id: str, polls: Iterable[Poll]
+    ) -> dict[str, Ballot]:
+        votes: dict[str, Ballot] = {}
+        for poll in polls:
+            raw = await self._store.get(_vote_key(room_id, poll.id, viewer_id))
+            if raw is not None:
+                votes[poll.id] = self._ballot_decoder.decode(raw)
+        return votes
+
+    # -- voting ------------------------------------------------------------------
+
+    async def vote(self, room: Room, who: Principal, poll_id: str, ballot: Ballot) -> VoteResult:
+        poll = await self.get(room.id, poll_id)
+        if poll.status_at(self._clock()) != "open":
+            raise UserError("poll_closed", "This poll is not open.")
+        key = _vote_key(room.id, poll.id, who.viewer_id)
+        if poll.kind == "word_cloud":
+            ballot = Ballot(text=_checked_word(ballot))
+            if await self._store.get(key) is not None:
+                raise Conflict("already_voted", "You already voted in this poll.")
+            held = False
+            if not who.is_staff:
+                held = await self._moderation.apply_rules(room, who, ballot.text or "")
+        else:
+            ballot = Ballot(choices=_checked_choices(poll, ballot))
+            held = False
+        if not await self._store.set_if_absent(key, msgspec.json.encode(ballot).decode()):
+            raise Conflict("already_voted", "You already voted in this poll.")
+        try:
+            _, created = await self._log.append(self._vote_event(room, who, poll, ballot, held))
+        except BaseException:
+            await self._store.delete(key)  # not recorded: the viewer may try again
+            raise
+        if not created:
+            raise Conflict("already_voted", "You already voted in this poll.")
+        await self._count(poll, ballot, held)
+        await self._counters.add(room.id, room.scope, who.viewer_id, "votes")
+        return VoteResult(poll, ballot, held)
+
+    def _vote_event(
+        self, room: Room, who: Principal, poll: Poll, ballot: Ballot, held: bool
+    ) -> NewEvent:
+        data: dict[str, object] = {
+            "poll_id": poll.id,
+            "kind": poll.kind,
+            "anonymous": poll.anonymous,
+        }
+        if poll.kind == "word_cloud":
+            data.update(text=ballot.text, held=held)
+        else:
+            data["choices"] = list(ballot.choices)
+        return NewEvent(
+            room=room.id,
+            kind="poll.vote",
+            actor=who.viewer_id,
+            data=data,
+            stream=room.stream.id if room.stream else None,
+            client_id=f"vote:{poll.id}",
+            ts=self._clock(),
+        )
+
+    async def _count(self, poll: Poll, ballot: Ballot, held: bool) -> None:
+        tally = _tally_key(poll.room, poll.id)
+        if ballot.text is not None:
+            word = ballot.text.casefold()
+            if held:
+                await self._store.hincr(_held_key(poll.room, poll.id), word)
+            else:
+                await self._store.hincr(tally, "w:" + word)
+        for index in ballot.choices:
+            await self._store.hincr(tally, f"o{index}")
+        await self._store.hincr(tally, _TURNOUT)
+
+    # -- helpers -----------------------------------------------------------------
+
+    async def _save(self, poll: Poll) -> None:
+        await self._store.set(_poll_key(poll.room, poll.id), msgspec.json.encode(poll).decode())
+
+    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind=kind,
+                actor=actor,
+                data=data,
+                stream=room.stream.id if room.stream else None,
+                ts=self._clock(),
+            )
+        )
+
+
+def _checked_choices(poll: Poll, ballot: Ballot) -> tuple[int, ...]:
+    if ballot.text is not None:
+        raise _bad_choice("This poll takes option numbers, not text.")
+    choices = ballot.choices
+    if not choices:
+        raise _bad_choice("Choose an option.")
+    if len(set(choices)) != len(choices):
+        raise _bad_choice("An option was chosen twice.")
+    if any(not 0 <= c < len(poll.options) for c in choices):
+        raise _bad_choice("No such option.")
+    if poll.kind != "multiple" and len(choices) != 1:
+        raise _bad_choice("Choose exactly one option.")
+    limit = poll.max_choices or len(poll.options)
+    if len(choices) > limit:
+        raise _bad_choice(f"Choose at most {limit} options.")
+    return tuple(sorted(choices))
+
+
+def _checked_word(ballot: Ballot) -> str:
+    if ballot.choices or ballot.text is None:
+        raise _bad_choice("This poll takes a word, not option numbers.")
+    word = clean_text(ballot.text)
+    if not word:
+        raise _bad_choice("Type a word.")
+    if len(word) > MAX_WORD_CHARS:
+        raise _bad_choice(f"At most {MAX_WORD_CHARS} characters.")
+    return word
+
+
+def _words(raw: dict[str, str], prefix: str) -> tuple[WordCount, ...]:
+    found = [
+        WordCount(field[len(prefix) :], int(value))
+        for field, value in raw.items()
+        if field.startswith(prefix) and field != _TURNOUT
+    ]
+    found.sort(key=lambda w: (-w.count, w.word))
+    return tuple(found[:CLOUD_SIZE])
+
+
+def poll_view(poll: Poll, tally: Tally, now: float, *, staff: bool) -> dict[str, object]:
+    """The poll as sent on the wire; the tally only to staff or when results are shown."""
+    view: dict[str, object] = {
+        "id": poll.id,
+        "question": poll.question,
+        "kind": poll.kind,
+        "options": list(poll.options),
+        "anonymous": poll.anonymous,
+        "max_choices": poll.max_choices,
+        "timer_seconds": poll.timer_seconds,
+        "status": poll.status_at(now),
+        "opened_at": poll.opened_at,
+        "closes_at": poll.closes_at,
+        "results_visible": poll.results_visible,
+        "turnout": tally.turnout,
+        "server_time": now,
+    }
+    if staff or poll.results_visible:
+        view["tally"] = _tally_view(poll, tally, staff=staff)
+    return view
+
+
+def _tally_view(poll: Poll, tally: Tally, *, staff: bool) -> dict[str, object]:
+    shown: dict[str, object] = {"counts": list(tally.counts)}
+    if poll.kind == "word_cloud":
+        shown["words"] = msgspec.to_builtins(list(tally.words))
+        if staff:
+            shown["held_words"] = msgspec.to_builtins(list(tally.held_words))
+    if poll.kind == "rating":
+        votes = sum(tally.counts)
+        total = sum((i + 1) * c for i, c in enumerate(tally.counts))
+        shown["average"] = round(total / votes, 2) if votes else None
+    return shown

@@ -1,0 +1,358 @@
+"""Polls: PollService over MemoryStore, a real event log and the real rule chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from livehub.errors import LivehubError
+from livehub.interactions.moderation import Moderation
+from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll_view
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import Event, EventLog
+from livehub.rooms.memory_store import MemoryStore
+from livehub.rooms.models import Principal, Room, RoomSettings
+from livehub.rooms.repository import RoomRepository
+from livehub.rooms.service import RoomService
+
+
+class Clock:
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
+BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
+CAT = Principal(room="r1", viewer_id="v_cat", name="Cat", role="viewer")
+HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
+
+
+@dataclass
+class Env:
+    clock: Clock
+    store: MemoryStore
+    log: EventLog
+    rooms: RoomService
+    counters: Counters
+    moderation: Moderation
+    polls: PollService
+    room: Room
+
+    async def events(self, prefix: str = "poll.") -> list[Event]:
+        return [e async for e in self.log.scan("r1") if e.kind.startswith(prefix)]
+
+    async def fresh_room(self) -> Room:
+        return await self.rooms.get("r1")
+
+    async def poll(self, kind: str = "single", opened: bool = True, **kw: object) -> Poll:
+        options = kw.pop(
+            "options", ("Red", "Green", "Blue") if kind in ("single", "multiple") else ()
+        )
+        spec = PollSpec(question="Favourite?", kind=kind, options=options, **kw)  # type: ignore[arg-type]
+        poll = await self.polls.create(self.room, HOST, spec)
+        return await self.polls.open(self.room, HOST, poll.id) if opened else poll
+
+    async def vote(
+        self, who: Principal, poll: Poll, *choices: int, text: str | None = None
+    ) -> object:
+        room = await self.fresh_room()
+        return await self.polls.vote(room, who, poll.id, Ballot(choices=choices, text=text))
+
+    async def refused(
+        self, who: Principal, poll_id: str, *choices: int, text: str | None = None
+    ) -> str:
+        room = await self.fresh_room()
+        with pytest.raises(LivehubError) as caught:
+            await self.polls.vote(room, who, poll_id, Ballot(choices=choices, text=text))
+        return caught.value.code
+
+    async def votes(self, viewer: str) -> float:
+        return (await self.counters.viewer("r1", "-", viewer)).get("votes", 0)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    db = tmp_path / "livehub.db"
+    log = await EventLog.open(db, "NORMAL")
+    repo = await RoomRepository.open(db, "NORMAL")
+    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
+    counters = Counters(store)
+    moderation = Moderation(store, log, rooms, repo, counters, clock=clock)
+    polls = PollService(store, log, counters, moderation, clock=clock)
+    room = await rooms.create("Room", room_id="r1")
+    try:
+        yield Env(clock, store, log, rooms, counters, moderation, polls, room)
+    finally:
+        await repo.close()
+        await log.close()
+
+
+# ---------------------------------------------------------------- creating
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "extra"),
+    [
+        ("single", ("Only one",), {}),
+        ("single", ("Same", "same"), {}),
+        ("single", ("A", ""), {}),
+        ("single", tuple(f"o{i}" for i in range(11)), {}),
+        ("rating", ("1", "2"), {}),
+        ("word_cloud", ("a", "b"), {}),
+        ("single", ("A", "B"), {"max_choices": 1}),
+        ("multiple", ("A", "B"), {"max_choices": 3}),
+        ("single", ("A", "B"), {"timer_seconds": 4}),
+        ("single", ("A", "B"), {"timer_seconds": 3601}),
+    ],
+)
+async def test_bad_polls_are_refused_and_nothing_is_stored(
+    env: Env, kind: str, options: tuple[str, ...], extra: dict[str, int]
+) -> None:
+    spec = PollSpec(question="Q?", kind=kind, options=options, **extra)  # type: ignore[arg-type]
+    with pytest.raises(LivehubError) as caught:
+        await env.polls.create(env.room, HOST, spec)
+    assert caught.value.code == "bad_poll"
+    assert await env.polls.polls("r1") == []
+    assert await env.events() == []
+
+
+async def test_a_poll_is_created_as_a_draft_with_clean_text(env: Env) -> None:
+    spec = PollSpec(question="  Best\u200b colour?  ", kind="single", options=(" Red ", "Blue"))
+    poll = await env.polls.create(env.room, HOST, spec)
+    assert (poll.question, poll.options, poll.status) == ("Best colour?", ("Red", "Blue"), "draft")
+    rating = await env.poll("rating", opened=False)
+    assert rating.options == ("1", "2", "3", "4", "5")
+    assert [p.id for p in await env.polls.polls("r1")] == [poll.id, rating.id]
+    created = await env.events("poll.created")
+    assert [(e.actor, e.data["poll"]["id"]) for e in created] == [
+        ("v_host", poll.id),
+        ("v_host", rating.id),
+    ]
+
+
+# ---------------------------------------------------------------- voting
+
+
+async def test_one_vote_per_viewer_and_the_tally(env: Env) -> None:
+    draft = await env.poll(opened=False)
+    assert await env.refused(ANN, draft.id, 0) == "poll_closed"
+    poll = await env.polls.open(env.room, HOST, draft.id)
+    await env.vote(ANN, poll, 1)
+    await env.vote(BOB, poll, 1)
+    await env.vote(CAT, poll, 2)
+    assert await env.refused(ANN, poll.id, 0) == "already_voted"
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (3, (0, 2, 1))
+    assert await env.votes("v_ann") == 1
+    votes = await env.events("poll.vote")
+    assert sorted((e.actor, tuple(e.data["choices"])) for e in votes) == [
+        ("v_ann", (1,)),
+        ("v_bob", (1,)),
+        ("v_cat", (2,)),
+    ]
+    assert await env.refused(ANN, "p_nope", 0) == "not_found"
+
+
+async def test_a_hundred_concurrent_votes_from_one_viewer_count_once(env: Env) -> None:
+    poll = await env.poll()
+    room = await env.fresh_room()
+    results = await asyncio.gather(
+        *(env.polls.vote(room, ANN, poll.id, Ballot(choices=(i % 3,))) for i in range(100)),
+        return_exceptions=True,
+    )
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, LivehubError)]
+    assert len(accepted) == 1 and len(refused) == 99
+    assert {r.code for r in refused} == {"already_voted"}
+    tally = await env.polls.tally(poll)
+    assert tally.turnout == 1 and sum(tally.counts) == 1
+    assert len(await env.events("poll.vote")) == 1
+    assert await env.votes("v_ann") == 1
+
+
+async def test_the_log_refuses_a_second_vote_even_if_the_store_forgot(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    await env.store.delete(f"poll:r1:{poll.id}:vote:v_ann")  # e.g. a Redis that lost its data
+    assert await env.refused(ANN, poll.id, 1) == "already_voted"
+    assert (await env.polls.tally(poll)).counts == (1, 0, 0)
+    assert len(await env.events("poll.vote")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "choices", "max_choices"),
+    [
+        ("single", (), None),
+        ("single", (3,), None),
+        ("single", (-1,), None),
+        ("single", (0, 1), None),
+        ("multiple", (1, 1), None),
+        ("multiple", (0, 1, 2), 2),
+        ("rating", (5,), None),
+        ("rating", (1, 2), None),
+    ],
+)
+async def test_bad_choices_change_nothing(
+    env: Env, kind: str, choices: tuple[int, ...], max_choices: int | None
+) -> None:
+    poll = await env.poll(kind, max_choices=max_choices)
+    assert await env.refused(ANN, poll.id, *choices) == "bad_choice"
+    assert await env.refused(ANN, poll.id, text="words") == "bad_choice"
+    tally = await env.polls.tally(poll)
+    assert tally.turnout == 0 and sum(tally.counts) == 0
+    assert await env.votes("v_ann") == 0
+    # the viewer may still vote properly
+    await env.vote(ANN, poll, 0)
+    assert (await env.polls.tally(poll)).turnout == 1
+
+
+async def test_multiple_choice_and_rating_tallies(env: Env) -> None:
+    multi = await env.poll("multiple", max_choices=2)
+    await env.vote(ANN, multi, 2, 0)
+    await env.vote(BOB, multi, 0)
+    tally = await env.polls.tally(multi)
+    assert (tally.turnout, tally.counts) == (2, (2, 0, 1))
+    rating = await env.poll("rating")
+    await env.vote(ANN, rating, 4)  # five stars
+    await env.vote(BOB, rating, 1)  # two stars
+    view = poll_view(rating, await env.polls.tally(rating), env.clock(), staff=True)
+    assert view["tally"] == {"counts": [0, 1, 0, 0, 1], "average": 3.5}
+
+
+async def test_the_timer_closes_the_poll_by_server_time(env: Env) -> None:
+    poll = await env.poll(timer_seconds=10)
+    assert poll.closes_at == env.clock() + 10
+    env.clock.now = poll.closes_at - 0.01
+    await env.vote(ANN, poll, 0)
+    env.clock.now = poll.closes_at  # the deadline itself is too late
+    assert await env.refused(BOB, poll.id, 0) == "poll_closed"
+    stored = await env.polls.get("r1", poll.id)
+    assert stored.status == "open" and stored.status_at(env.clock()) == "closed"
+    closed = await env.polls.expire(env.room, poll.id)
+    assert closed is not None and closed.status == "closed"
+    assert await env.polls.expire(env.room, poll.id) is None
+    assert [(e.actor, e.data["by"]) for e in await env.events("poll.closed")] == [
+        ("timer", "timer")
+    ]
+    assert (await env.polls.tally(poll)).turnout == 1
+
+
+async def test_closed_polls_refuse_votes_and_cannot_reopen(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    await env.polls.close(env.room, HOST, poll.id)
+    assert await env.refused(BOB, poll.id, 0) == "poll_closed"
+    with pytest.raises(LivehubError) as caught:
+        await env.polls.open(env.room, HOST, poll.id)
+    assert caught.value.code == "poll_closed"
+    assert (await env.polls.tally(poll)).turnout == 1
+
+
+# ---------------------------------------------------------------- visibility
+
+
+async def test_hidden_results_show_viewers_only_the_turnout(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 2)
+    tally = await env.polls.tally(poll)
+    public = poll_view(poll, tally, env.clock(), staff=False)
+    staff = poll_view(poll, tally, env.clock(), staff=True)
+    assert public["turnout"] == 1 and "tally" not in public
+    assert staff["tally"] == {"counts": [0, 0, 1]}
+    shown = await env.polls.set_results(env.room, HOST, poll.id, True)
+    assert poll_view(shown, tally, env.clock(), staff=False)["tally"] == {"counts": [0, 0, 1]}
+    assert [e.data for e in await env.events("poll.results")] == [
+        {"poll_id": poll.id, "visible": True}
+    ]
+
+
+async def test_what_viewers_may_see_and_their_own_votes(env: Env) -> None:
+    draft = await env.poll(opened=False)
+    open_poll = await env.poll()
+    hidden = await env.poll()
+    shown = await env.poll()
+    await env.vote(ANN, open_poll, 1)
+    await env.vote(ANN, shown, 0)
+    for poll in (hidden, shown):
+        await env.polls.close(env.room, HOST, poll.id)
+    await env.polls.set_results(env.room, HOST, shown.id, True)
+    visible = await env.polls.visible_polls("r1")
+    assert [p.id for p in visible] == [open_poll.id, shown.id]
+    assert draft.id not in {p.id for p in visible}
+    mine = await env.polls.my_votes("r1", "v_ann", visible)
+    assert mine == {open_poll.id: Ballot(choices=(1,)), shown.id: Ballot(choices=(0,))}
+    assert await env.polls.my_votes("r1", "v_bob", visible) == {}
+
+
+async def test_anonymous_votes_are_flagged_and_never_listed(env: Env) -> None:
+    poll = await env.poll(anonymous=True)
+    await env.vote(ANN, poll, 1)
+    (event,) = await env.events("poll.vote")
+    assert event.data["anonymous"] is True and event.data["choices"] == [1]
+    view = poll_view(poll, await env.polls.tally(poll), env.clock(), staff=True)
+    assert view["anonymous"] is True and view["tally"] == {"counts": [0, 1, 0]}
+    assert "v_ann" not in json.dumps(view)
+    named = await env.poll()
+    await env.vote(ANN, named, 0)
+    flags = [e.data["anonymous"] for e in await env.events("poll.vote")]
+    assert flags == [True, False]
+
+
+# ---------------------------------------------------------------- word cloud
+
+
+async def test_word_cloud_counts_clean_words(env: Env) -> None:
+    poll = await env.poll("word_cloud")
+    await env.vote(ANN, poll, text="  Cat\u200b ")
+    await env.vote(BOB, poll, text="cat")
+    await env.vote(CAT, poll, text="Dog house")
+    tally = await env.polls.tally(poll)
+    assert [(w.word, w.count) for w in tally.words] == [("cat", 2), ("dog house", 1)]
+    assert tally.turnout == 3
+    assert await env.refused(ANN, poll.id, text="again") == "already_voted"
+
+
+async def test_word_cloud_refuses_bad_words(env: Env) -> None:
+    poll = await env.poll("word_cloud")
+    assert await env.refused(ANN, poll.id, text="x" * 41) == "bad_choice"
+    assert await env.refused(ANN, poll.id, text=" \u200b ") == "bad_choice"
+    assert await env.refused(ANN, poll.id, 0) == "bad_choice"
+    await env.vote(ANN, poll, text="y" * 40)
+    assert [w.word for w in (await env.polls.tally(poll)).words] == ["y" * 40]
+
+
+async def test_word_cloud_runs_the_rule_chain(env: Env) -> None:
+    await env.moderation.add_rule(env.room, HOST, "badword", "word", "block")
+    room = await env.fresh_room()
+    await env.moderation.add_rule(room, HOST, "meh", "word", "hold")
+    poll = await env.poll("word_cloud")
+    assert await env.refused(ANN, poll.id, text="BADWORD") == "blocked"
+    assert (await env.polls.tally(poll)).turnout == 0
+    assert await env.votes("v_ann") == 0
+    held = await env.vote(BOB, poll, text="meh")
+    assert held.held is True  # type: ignore[attr-defined]
+    await env.vote(ANN, poll, text="great")  # refused before, so Ann may still vote
+    tally = await env.polls.tally(poll)
+    assert [w.word for w in tally.words] == ["great"]
+    assert [(w.word, w.count) for w in tally.held_words] == [("meh", 1)]
+    assert tally.turnout == 2
+    shown = await env.polls.set_results(env.room, HOST, poll.id, True)
+    public = poll_view(shown, tally, env.clock(), staff=False)
+    staff = poll_view(shown, tally, env.clock(), staff=True)
+    assert "meh" not in json.dumps(public)
+    assert staff["tally"]["held_words"] == [{"word": "meh", "count": 1}]  # type: ignore[index]
+    (held_event,) = [e for e in await env.events("poll.vote") if e.actor == "v_bob"]
+    assert held_event.data["held"] is True and held_event.data["text"] == "meh"

@@ -1,0 +1,380 @@
+"""Quizzes: Kahoot scoring, streaks, deadlines and standings, on a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from livehub.errors import LivehubError
+from livehub.interactions.quiz import (
+    AnswerRecord,
+    Question,
+    Quiz,
+    QuizService,
+    QuizSpec,
+    kahoot_points,
+    ranking,
+    streak_bonus,
+)
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import Event, EventLog
+from livehub.rooms.memory_store import MemoryStore
+from livehub.rooms.models import Principal, Room, RoomSettings
+from livehub.rooms.repository import RoomRepository
+from livehub.rooms.service import RoomService
+
+
+class Clock:
+    def __init__(self, now: float = 50_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
+BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
+CAT = Principal(room="r1", viewer_id="v_cat", name="Cat", role="viewer")
+DAN = Principal(room="r1", viewer_id="v_dan", name="Dan", role="viewer")
+HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
+
+
+def question(
+    correct: tuple[int, ...] = (1,), limit: int = 20, points: int = 1000, options: int = 4
+) -> Question:
+    return Question(
+        text="Which?",
+        options=tuple(f"opt {i}" for i in range(options)),
+        correct=correct,
+        time_limit_seconds=limit,
+        points=points,
+    )
+
+
+@dataclass
+class Env:
+    clock: Clock
+    log: EventLog
+    counters: Counters
+    quizzes: QuizService
+    room: Room
+
+    async def quiz(self, *questions: Question, streak: bool = True) -> Quiz:
+        spec = QuizSpec(title="Trivia", questions=questions or (question(),), streak_bonus=streak)
+        return await self.quizzes.create(self.room, HOST, spec)
+
+    async def next(self, quiz: Quiz) -> int:
+        opened, out = await self.quizzes.next(self.room, HOST, quiz.id)
+        assert out.index == opened.index
+        return out.index
+
+    async def answer(self, who: Principal, quiz: Quiz, index: int, *choices: int) -> AnswerRecord:
+        return await self.quizzes.answer(self.room, who, quiz.id, index, choices)
+
+    async def refused(self, who: Principal, quiz_id: str, index: int, *choices: int) -> str:
+        with pytest.raises(LivehubError) as caught:
+            await self.quizzes.answer(self.room, who, quiz_id, index, choices)
+        return caught.value.code
+
+    async def staff_refused(self, action: str, quiz_id: str) -> str:
+        with pytest.raises(LivehubError) as caught:
+            await getattr(self.quizzes, action)(self.room, HOST, quiz_id)
+        return caught.value.code
+
+    async def events(self, prefix: str = "quiz.") -> list[Event]:
+        return [e async for e in self.log.scan("r1") if e.kind.startswith(prefix)]
+
+    async def counter(self, viewer: str, name: str) -> float:
+        return (await self.counters.viewer("r1", "-", viewer)).get(name, 0)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    db = tmp_path / "livehub.db"
+    log = await EventLog.open(db, "NORMAL")
+    repo = await RoomRepository.open(db, "NORMAL")
+    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
+    counters = Counters(store)
+    quizzes = QuizService(store, log, counters, clock=clock)
+    room = await rooms.create("Room", room_id="r1")
+    try:
+        yield Env(clock, log, counters, quizzes, room)
+    finally:
+        await repo.close()
+        await log.close()
+
+
+# ---------------------------------------------------------------- scoring
+
+
+@pytest.mark.parametrize(
+    ("points", "response_ms", "limit_ms", "expected"),
+    [
+        (1000, 10_000, 20_000, 750),  # round((1 - 0.5 / 2) * 1000)
+        (1000, 300, 20_000, 1000),  # under half a second: full points
+        (1000, 499, 20_000, 1000),
+        (1000, 500, 20_000, 988),  # 987.5 rounds half up
+        (1000, 19_900, 20_000, 503),  # (1 - 0.995 / 2) * 1000 = 502.5 -> 503
+        (1000, 5_000, 20_000, 875),
+        (1000, 20_000, 20_000, 500),
+        (2000, 2_500, 5_000, 1500),
+        (1000, 1_234, 30_000, 979),  # 979.43...
+        (0, 1_000, 20_000, 0),
+    ],
+)
+def test_kahoot_points(points: int, response_ms: int, limit_ms: int, expected: int) -> None:
+    assert kahoot_points(points, response_ms, limit_ms) == expected
+
+
+def test_streak_bonus_grows_by_100_up_to_500() -> None:
+    assert [streak_bonus(n) for n in range(1, 9)] == [0, 100, 200, 300, 400, 500, 500, 500]
+
+
+def test_ranking_shares_ranks_on_ties() -> None:
+    names = {"a": "Ann", "b": "Bob", "c": "Cat", "d": "Dan"}
+    standings = ranking({"a": 500, "b": 900, "c": 500, "d": 100}, names)
+    assert [(s.viewer_id, s.score, s.rank) for s in standings] == [
+        ("b", 900, 1),
+        ("a", 500, 2),
+        ("c", 500, 2),
+        ("d", 100, 4),
+    ]
+
+
+async def test_points_are_measured_by_server_time_from_the_opening(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,), limit=20))
+    index = await env.next(quiz)
+    env.clock.advance(0.3)
+    fast = await env.answer(ANN, quiz, index, 1)
+    env.clock.advance(9.7)
+    half = await env.answer(BOB, quiz, index, 1)
+    env.clock.advance(9.9)
+    late = await env.answer(CAT, quiz, index, 1)
+    wrong = await env.answer(DAN, quiz, index, 0)
+    assert [(r.points, r.response_ms) for r in (fast, half, late)] == [
+        (1000, 300),
+        (750, 10_000),
+        (503, 19_900),
+    ]
+    assert (wrong.correct, wrong.points) == (False, 0)
+    answers = {e.actor: e.data for e in await env.events("quiz.answer")}
+    assert answers["v_bob"]["points"] == 750 and answers["v_bob"]["response_ms"] == 10_000
+    assert answers["v_bob"]["correct"] is True and answers["v_bob"]["choices"] == [1]
+    assert answers["v_dan"]["correct"] is False and answers["v_dan"]["points"] == 0
+
+
+async def test_several_correct_options_need_exactly_that_set(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(0, 2)))
+    index = await env.next(quiz)
+    assert (await env.answer(ANN, quiz, index, 0)).correct is False
+    assert (await env.answer(BOB, quiz, index, 2, 0)).correct is True
+    assert (await env.answer(CAT, quiz, index, 0, 1, 2)).correct is False
+    assert (await env.answer(DAN, quiz, index, 0, 2)).points == 1000
+
+
+# ---------------------------------------------------------------- streaks
+
+
+async def play(env: Env, quiz: Quiz, who: Principal, plan: list[int | None]) -> list[int]:
+    """Answer each question instantly with the given option (None: no answer)."""
+    points: list[int] = []
+    for choice in plan:
+        index = await env.next(quiz)
+        if choice is not None:
+            points.append((await env.answer(who, quiz, index, choice)).points)
+        await env.quizzes.reveal(env.room, HOST, quiz.id)
+    return points
+
+
+async def test_streak_bonus_adds_up_and_is_capped(env: Env) -> None:
+    quiz = await env.quiz(*[question(correct=(0,)) for _ in range(7)])
+    points = await play(env, quiz, ANN, [0] * 7)
+    assert points == [1000, 1100, 1200, 1300, 1400, 1500, 1500]
+    me = await env.quizzes.me("r1", quiz.id, "v_ann")
+    assert (me.score, me.rank, me.answered) == (9000, 1, 7)
+    bonuses = [e.data["streak_bonus"] for e in await env.events("quiz.answer")]
+    assert bonuses == [0, 100, 200, 300, 400, 500, 500]
+
+
+async def test_a_wrong_or_missing_answer_resets_the_streak(env: Env) -> None:
+    quiz = await env.quiz(*[question(correct=(0,)) for _ in range(6)])
+    points = await play(env, quiz, ANN, [0, 0, 1, 0, None, 0])
+    assert points == [1000, 1100, 0, 1000, 1000]
+
+
+async def test_without_streak_bonus_every_answer_scores_alone(env: Env) -> None:
+    quiz = await env.quiz(*[question(correct=(0,)) for _ in range(3)], streak=False)
+    assert await play(env, quiz, ANN, [0, 0, 0]) == [1000, 1000, 1000]
+
+
+# ---------------------------------------------------------------- deadlines and refusals
+
+
+async def test_no_answer_after_the_time_limit(env: Env) -> None:
+    quiz = await env.quiz(question(limit=5), question(limit=5))
+    assert await env.refused(ANN, quiz.id, 0, 1) == "quiz_closed"  # not opened yet
+    opened = env.clock.now
+    index = await env.next(quiz)
+    env.clock.now = opened + 4.999
+    assert (await env.answer(ANN, quiz, index, 1)).points == 500
+    env.clock.now = opened + 5  # the deadline itself is too late
+    assert await env.refused(BOB, quiz.id, index, 1) == "quiz_closed"
+    assert await env.refused(BOB, quiz.id, index + 1, 1) == "quiz_closed"
+    assert len(await env.events("quiz.answer")) == 1
+    assert await env.counter("v_bob", "answers") == 0
+
+
+async def test_one_answer_per_viewer_per_question(env: Env) -> None:
+    quiz = await env.quiz()
+    index = await env.next(quiz)
+    results = await asyncio.gather(
+        *(env.quizzes.answer(env.room, ANN, quiz.id, index, (i % 4,)) for i in range(50)),
+        return_exceptions=True,
+    )
+    accepted = [r for r in results if isinstance(r, AnswerRecord)]
+    codes = {r.code for r in results if isinstance(r, LivehubError)}
+    assert len(accepted) == 1 and codes == {"already_answered"}
+    assert len(await env.events("quiz.answer")) == 1
+    assert await env.counter("v_ann", "answers") == 1
+
+
+@pytest.mark.parametrize("choices", [(), (4,), (-1,), (1, 1), (0, 1)])
+async def test_bad_choices_are_refused(env: Env, choices: tuple[int, ...]) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
+    index = await env.next(quiz)
+    assert await env.refused(ANN, quiz.id, index, *choices) == "bad_choice"
+    assert await env.events("quiz.answer") == []
+    assert (await env.answer(ANN, quiz, index, 1)).correct is True  # may still answer
+    assert await env.refused(ANN, "q_nope", 0, 1) == "not_found"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        question(limit=4),
+        question(limit=121),
+        question(options=1, correct=(0,)),
+        question(options=7),
+        question(correct=()),
+        question(correct=(4,)),
+        question(correct=(1, 1)),
+        question(points=-1),
+        Question(text=" ", options=("a", "b"), correct=(0,)),
+    ],
+)
+async def test_bad_quizzes_are_refused(env: Env, bad: Question) -> None:
+    with pytest.raises(LivehubError) as caught:
+        await env.quiz(question(), bad)
+    assert caught.value.code == "bad_quiz"
+    assert await env.quizzes.quizzes("r1") == []
+
+
+async def test_the_staff_steps_in_order(env: Env) -> None:
+    quiz = await env.quiz(question(), question())
+    assert await env.staff_refused("reveal", quiz.id) == "no_question"
+    await env.next(quiz)
+    assert await env.staff_refused("next", quiz.id) == "not_revealed"
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    await env.next(quiz)
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert await env.staff_refused("next", quiz.id) == "no_more_questions"
+    await env.quizzes.end(env.room, HOST, quiz.id)
+    assert await env.staff_refused("next", quiz.id) == "quiz_ended"
+    assert await env.staff_refused("next", "q_nope") == "not_found"
+    kinds = [e.kind for e in await env.events()]
+    assert kinds == [
+        "quiz.created",
+        "quiz.question_opened",
+        "quiz.revealed",
+        "quiz.question_opened",
+        "quiz.revealed",
+        "quiz.ended",
+    ]
+
+
+# ---------------------------------------------------------------- reveal, standings, podium
+
+
+async def test_nothing_is_revealed_before_the_reveal(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(2,)), question(correct=(0,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 2)
+    me = await env.quizzes.me("r1", quiz.id, "v_ann")
+    assert (me.score, me.rank, me.answered, me.answered_current) == (0, None, 1, True)
+    assert me.current_choices == (2,)
+    (state,) = await env.quizzes.state("r1", "v_ann")
+    assert state.question is not None and state.reveal is None and state.me.score == 0
+    assert "correct" not in state.question.__struct_fields__
+
+
+async def test_reveal_closes_the_question_and_ranks_everyone(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(2,), limit=20), question(correct=(0,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 2)  # 1000
+    env.clock.advance(10)
+    await env.answer(BOB, quiz, index, 2)  # 750
+    await env.answer(CAT, quiz, index, 1)  # 0
+    reveal, personal = await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert await env.refused(DAN, quiz.id, index, 2) == "quiz_closed"
+    assert (reveal.correct, reveal.counts, reveal.answered) == ((2,), (0, 1, 2, 0), 3)
+    assert [(s.name, s.score, s.rank) for s in reveal.leaderboard] == [
+        ("Ann", 1000, 1),
+        ("Bob", 750, 2),
+        ("Cat", 0, 3),
+    ]
+    mine = {viewer: (y.rank, y.score, y.last_points, y.correct) for viewer, y in personal}
+    assert mine == {
+        "v_ann": (1, 1000, 1000, True),
+        "v_bob": (2, 750, 750, True),
+        "v_cat": (3, 0, 0, False),
+    }
+    me = await env.quizzes.me("r1", quiz.id, "v_bob")
+    assert (me.score, me.rank, me.participants) == (750, 2, 3)
+    nobody = await env.quizzes.me("r1", quiz.id, "v_dan")
+    assert (nobody.score, nobody.rank, nobody.answered) == (0, None, 0)
+    # a second reveal repeats the same result without scoring or logging twice
+    again, _ = await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert again == reveal
+    assert len(await env.events("quiz.revealed")) == 1
+    # Bob overtakes Ann on the second question; standings move only on its reveal
+    index = await env.next(quiz)
+    await env.answer(BOB, quiz, index, 0)  # 1000 + 100 streak bonus
+    assert (await env.quizzes.me("r1", quiz.id, "v_bob")).score == 750
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    me = await env.quizzes.me("r1", quiz.id, "v_bob")
+    assert (me.score, me.rank) == (1850, 1)
+    assert await env.counter("v_bob", "quiz_score") == 1850
+    assert await env.counter("v_bob", "correct_answers") == 2
+    assert await env.counter("v_cat", "answers") == 1
+    assert await env.counter("v_cat", "correct_answers") == 0
+
+
+async def test_the_podium_at_the_end(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(0,), limit=20))
+    index = await env.next(quiz)
+    for who, wait in ((ANN, 0.0), (BOB, 4.0), (CAT, 4.0), (DAN, 4.0)):
+        env.clock.advance(wait)
+        await env.answer(who, quiz, index, 0)
+    podium = await env.quizzes.end(env.room, HOST, quiz.id)
+    assert [(s.name, s.score, s.rank) for s in podium.podium] == [
+        ("Ann", 1000, 1),
+        ("Bob", 900, 2),
+        ("Cat", 800, 3),
+    ]
+    assert [s.name for s in podium.leaderboard] == ["Ann", "Bob", "Cat", "Dan"]
+    assert podium.participants == 4
+    assert await env.refused(HOST, quiz.id, index, 0) == "quiz_closed"
+    assert await env.quizzes.end(env.room, HOST, quiz.id) == podium
+    (ended,) = await env.events("quiz.ended")
+    assert [s["name"] for s in ended.data["podium"]] == ["Ann", "Bob", "Cat"]
+    (state,) = await env.quizzes.state("r1", "v_dan")
+    assert state.status == "ended" and state.podium == podium and state.me.rank == 4
