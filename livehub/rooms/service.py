@@ -21,7 +21,7 @@ from livehub.rooms.models import Room, RoomSettings, Stream
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.store import StateStore
 
-ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ROOM_ID = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 def room_key(room_id: str) -> str:

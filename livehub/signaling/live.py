@@ -57,15 +57,29 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- dispatch ------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
+        if event == "connect" and self._from_server(event, args):
             return await self._connect(*args)
-        if event == "disconnect":
+        if event == "disconnect" and self._from_server(event, args):
             return await self._disconnect(args[0])
         try:
             return ack_ok(await self._dispatch(event, args))
         except LivehubError as err:
             log.debug("event %s refused: %s", event, err.code)
             return ack_error(err)
+
+    def _from_server(self, event: str, args: tuple[Any, ...]) -> bool:
+        """True for python-socketio's own connect and disconnect calls.
+
+        A client can send events named "connect" or "disconnect", and they arrive
+        here the same way; those come from a connected socket, while the server's
+        own calls come while it is connecting (with the server's environ) or
+        disconnecting. Client-sent ones are then acked as unknown events.
+        """
+        sid = args[0] if args else None
+        if self.server.manager.is_connected(sid, self.namespace):
+            return False
+        environ = self.server.get_environ(sid, namespace=self.namespace)
+        return event == "disconnect" or (len(args) >= 2 and args[1] is environ)
 
     def route(
         self, event: str, payload: type[Any], handler: Handler, *, staff_only: bool = False
@@ -79,7 +93,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         who = self._sessions.get(args[0])
         if who is None:
             raise ProtocolError("not_connected", "Connect first.")
-        route = self._routes.get(event)
+        route = self._routes.get(event) if isinstance(event, str) else None
         if route is None:
             raise ProtocolError("unknown_event", "Unknown event.")
         if route.staff_only and not who.is_staff:

@@ -17,7 +17,8 @@ T = TypeVar("T")
 
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ViewerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+# \Z, not $: "$" also matches before a trailing newline.
+Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}\Z")]
 EventId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
@@ -27,7 +28,8 @@ class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class ConnectAuth(Payload, frozen=True, forbid_unknown_fields=True):
     room: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    # Optional here so that a missing token is refused as token_missing, not bad_payload.
+    token: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     last_event_id: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import socketio
@@ -16,6 +17,7 @@ from aiohttp import web
 from livehub.settings import Settings
 
 SOCKET_PATH = "/socket.io/"
+log = logging.getLogger("livehub.socket")
 
 
 class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -47,11 +49,40 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             await client.aclose()
 
 
+class LiveServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, closing connections that send malformed packets.
+
+    The stock server logs a traceback for a packet it cannot decode (bad JSON,
+    JSON nested past the recursion limit, an unknown packet type, an event that
+    is not a list) and drops it, leaving the sender waiting for an ack that never
+    comes. Such a client is broken or hostile: close its connection instead.
+    """
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, LookupError, RecursionError) as exc:
+            log.info("closing %s: malformed packet: %r", eio_sid, exc)
+            await self.eio.disconnect(eio_sid)
+
+    async def handle_request(self, request: web.Request) -> Any:
+        try:
+            return await super().handle_request(request)
+        except (ValueError, LookupError):
+            # An undecodable Engine.IO packet escapes python-engineio's websocket
+            # loop without closing the session, which then lingers (the viewer
+            # counted as present) until the ping timeout. Close it now.
+            for eio_sid, environ in list(self.environ.items()):
+                if environ.get("aiohttp.request") is request:
+                    await self.eio.disconnect(eio_sid)
+            raise
+
+
 def build_server(settings: Settings) -> socketio.AsyncServer:
     manager: Any = None
     if settings.redis_url:
         manager = RedisManager(settings.redis_url, channel="livehub")
-    return socketio.AsyncServer(
+    return LiveServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=settings.origins,
