@@ -81,7 +81,10 @@ def _coerce(name: str, raw: Any) -> Any:
         "max_frame_bytes",
         "token_ttl_seconds",
     ):
-        return int(raw)
+        value = int(raw)
+        if name == "port" and not 0 <= value <= 65535:
+            raise ValueError(f"port must be 0-65535, not {value}")
+        return value
     if name == "data_dir":
         return Path(raw)
     if name == "allowed_origins":
@@ -94,15 +97,23 @@ def _coerce(name: str, raw: Any) -> Any:
 
 
 def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Flags win over environment, environment over defaults."""
+    """Flags win over environment, environment over defaults.
+
+    Raises ValueError naming the flag or variable when a value is unusable.
+    """
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
     for f in fields(Settings):
         if f.name == "extra":
             continue
         raw = getattr(args, f.name, None) if args is not None else None
+        source = "--" + f.name.replace("_", "-")
         if raw is None:
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            source = ENV_PREFIX + f.name.upper()
+            raw = env.get(source)
         if raw is not None:
-            values[f.name] = _coerce(f.name, raw)
+            try:
+                values[f.name] = _coerce(f.name, raw)
+            except ValueError as exc:
+                raise ValueError(f"{source}: {exc}") from exc
     return Settings(**values)

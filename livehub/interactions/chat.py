@@ -18,11 +18,13 @@ from livehub.interactions.messages import ChatMessage, Draft
 from livehub.interactions.moderation import Moderation
 from livehub.interactions.normalise import clean_text, compact, skeleton
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import Event, EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.store import StateStore
 
 REPEAT_WINDOW_SECONDS = 30.0
+# How long a retry racing its original on another node waits for it to be recorded.
+RACING_RETRY_WAIT_SECONDS = 2.0
 
 
 class ChatResult(msgspec.Struct, frozen=True):
@@ -73,8 +75,24 @@ class ChatService:
         if not who.is_staff:
             await self._moderation.ensure_may_post(room, who)
             held = await self._moderation.apply_rules(room, who, text)
-            await self._throttle(room, who, text)
+            if await self._throttle(room, who, text, draft.client_id):
+                earlier = await self._recorded_elsewhere(room, who, draft.client_id)
+                if earlier is None:
+                    raise UserError("repeated_message", "You just sent that message.")
+                return ChatResult(
+                    ChatMessage.from_event(earlier), earlier.kind == "chat.held", True
+                )
         return await self._record(room, who, draft, text, held)
+
+    async def _recorded_elsewhere(self, room: Room, who: Principal, client_id: str) -> Event | None:
+        """The original of a retry that raced it through another node, once recorded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RACING_RETRY_WAIT_SECONDS
+        while True:
+            earlier = await self._log.find(room.id, who.viewer_id, client_id)
+            if earlier is not None or loop.time() >= deadline:
+                return earlier
+            await asyncio.sleep(0.02)
 
     def _checked_text(self, room: Room, raw: str) -> str:
         text = clean_text(raw)
@@ -85,7 +103,9 @@ class ChatService:
             raise UserError("message_too_long", f"Messages are at most {limit} characters.")
         return text
 
-    async def _throttle(self, room: Room, who: Principal, text: str) -> None:
+    async def _throttle(self, room: Room, who: Principal, text: str, client_id: str) -> bool:
+        """Rate limit, repeats, slow mode; True when this text's claim is this very
+        client id's (a retry racing its original, in flight on another node)."""
         now = self._clock()
         settings = room.settings
         wait = await self._store.take_token(
@@ -98,7 +118,9 @@ class ChatService:
             raise RateLimited("Too many messages; wait a moment.", wait)
         digest = hashlib.blake2b(compact(skeleton(text)).encode(), digest_size=8).hexdigest()
         repeat_key = f"rep:{room.id}:{who.viewer_id}:{digest}"
-        if not await self._store.set_if_absent(repeat_key, "1", REPEAT_WINDOW_SECONDS):
+        if not await self._store.set_if_absent(repeat_key, client_id, REPEAT_WINDOW_SECONDS):
+            if await self._store.get(repeat_key) == client_id:
+                return True
             raise UserError("repeated_message", "You just sent that message.")
         if settings.slow_mode_seconds:
             key = f"slow:{room.id}:{who.viewer_id}"
@@ -111,6 +133,7 @@ class ChatService:
                     f"Slow mode: one message every {settings.slow_mode_seconds} s.",
                     retry_after=round(left, 3),
                 )
+        return False
 
     async def _record(
         self, room: Room, who: Principal, draft: Draft, text: str, held: bool

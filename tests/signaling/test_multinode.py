@@ -1,0 +1,193 @@
+"""Two server processes behind one Redis and one data directory act as one service.
+
+Each node is a real ``python -m livehub serve`` process; viewers connect to
+different nodes with real Socket.IO clients. Redis carries the state and the
+Socket.IO fan-out between nodes; both nodes write the same SQLite file (WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import ProcessGroup, ServerProcess, api
+from support import SECRET, LiveClient
+
+from livehub.rooms import tokens
+
+ROOM = "multi"
+# Generous chat limits: the tests below are about nodes, not the rate limiter.
+ROOM_SETTINGS = {"chat_rate_per_second": 100, "chat_burst": 100}
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
+    group = ProcessGroup(tmp_path / "logs")
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+async def clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
+    """Clients to close before the processes stop (this fixture depends on ``procs``)."""
+    made: list[LiveClient] = []
+    yield made
+    for client in made:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 5)
+
+
+@pytest.fixture
+def nodes(procs: ProcessGroup, redis_url: str, tmp_path: Path) -> tuple[ServerProcess, ...]:
+    data = tmp_path / "data"
+    a = procs.serve(data, redis_url=redis_url)
+    b = procs.serve(data, redis_url=redis_url)
+    return a, b
+
+
+def token(role: str, name: str, viewer_id: str) -> str:
+    minted, _, _ = tokens.mint(
+        SECRET,
+        room=ROOM,
+        role=role,  # type: ignore[arg-type]
+        name=name,
+        viewer_id=viewer_id,
+    )
+    return minted
+
+
+async def connect(
+    clients: list[LiveClient], node: ServerProcess, token_: str, **kw: Any
+) -> LiveClient:
+    client = LiveClient(node.url, ROOM, token_, **kw)
+    clients.append(client)
+    await client.connect()
+    return client
+
+
+def has_message(message_id: int) -> Any:
+    return lambda batch: any(m["id"] == message_id for m in batch["messages"])
+
+
+def db_rows(data_dir: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(data_dir / "livehub.db", timeout=10)) as db:
+        return list(db.execute(sql, args))
+
+
+async def test_nodes_report_redis_and_distinct_ids(nodes: tuple[ServerProcess, ...]) -> None:
+    health = [node.health()[1] for node in nodes]
+    assert [h["store"] for h in health] == ["redis", "redis"]
+    assert health[0]["node"] != health[1]["node"]
+
+
+async def test_two_nodes_serve_one_room(
+    nodes: tuple[ServerProcess, ...], clients: list[LiveClient], tmp_path: Path
+) -> None:
+    a, b = nodes
+    status, created = await api(
+        a.url, "POST", "/api/rooms", json={"id": ROOM, "title": "Multi", "settings": ROOM_SETTINGS}
+    )
+    assert status == 201, created
+    status, room = await api(b.url, "GET", f"/api/rooms/{ROOM}", token=None)
+    assert status == 200 and room["id"] == ROOM, room
+
+    ann_token = token("viewer", "Ann", "v_ann")
+    ann = await connect(clients, a, ann_token)
+    bob = await connect(clients, b, token("viewer", "Bob", "v_bob"))
+
+    # A message sent on A reaches the viewer on B in a batch, and the other way round;
+    # the viewer count in each batch is the room's, across both nodes.
+    from_a = await ann.chat("hello from A")
+    assert from_a["ok"] is True, from_a
+    batch = await bob.wait_for("batch", has_message(from_a["id"]))
+    assert [m["text"] for m in batch["messages"] if m["id"] == from_a["id"]] == ["hello from A"]
+    assert batch["viewers"] == 2, batch
+
+    from_b = await bob.chat("hello from B")
+    assert from_b["ok"] is True, from_b
+    assert from_b["id"] > from_a["id"]
+    batch = await ann.wait_for("batch", has_message(from_b["id"]))
+    assert [m["name"] for m in batch["messages"] if m["id"] == from_b["id"]] == ["Bob"]
+    assert batch["viewers"] == 2, batch
+    # each side also sees its own message once
+    await ann.wait_for("batch", has_message(from_a["id"]))
+    await bob.wait_for("batch", has_message(from_b["id"]))
+
+    # Likes are one room-wide total whichever node counts them.
+    assert await ann.call("like", {"count": 3}) == {"ok": True, "likes": 3}
+    assert await bob.call("like", {"count": 4}) == {"ok": True, "likes": 7}
+    for viewer in (ann, bob):
+        await viewer.wait_for("batch", lambda batch: batch["likes"] == 7)
+
+    # Ann opens a second connection on B: still two viewers, and a retry of her
+    # message through the other node is recognised as the same message.
+    ann_on_b = await connect(clients, b, ann_token)
+    assert ann_on_b.welcome["stats"]["viewers"] == 2
+    payload = {"text": "sent once, retried elsewhere", "client_id": "retry-1"}
+    first = await ann.call("chat", payload)
+    retry = await ann_on_b.call("chat", payload)
+    assert first["ok"] is True and first["duplicate"] is False, first
+    assert retry["ok"] is True, retry
+    assert (retry["id"], retry["duplicate"]) == (first["id"], True)
+    data = tmp_path / "data"
+    uid = f"{ROOM}|v_ann|retry-1"
+    assert db_rows(data, "SELECT id FROM events WHERE uid = ?", uid) == [(first["id"],)]
+    texts = db_rows(
+        data, "SELECT data FROM events WHERE room = ? AND kind = ?", ROOM, "chat.message"
+    )
+    assert sum(b"sent once, retried elsewhere" in bytes(row[0]) for row in texts) == 1
+
+    # A moderator on B deletes A's message: the viewer on A is told.
+    mod_token = token("moderator", "Mo", "v_mod")
+    mod_b = await connect(clients, b, mod_token)
+    assert await mod_b.call("mod_delete", {"message_id": from_a["id"]}) == {"ok": True}
+    await ann.wait_for("batch", lambda batch: from_a["id"] in batch["deleted"])
+    await bob.wait_for("batch", lambda batch: from_a["id"] in batch["deleted"])
+    late = await connect(clients, a, token("viewer", "Cy", "v_cy"))
+    assert from_a["id"] not in [m["id"] for m in late.welcome["messages"]]
+    assert from_b["id"] in [m["id"] for m in late.welcome["messages"]]
+
+    # Slow mode switched on through A holds on B.
+    mod_a = await connect(clients, a, mod_token)
+    assert await mod_a.call("mod_slow", {"seconds": 30}) == {"ok": True}
+    await bob.wait_for("room", lambda room: room["settings"]["slow_mode_seconds"] == 30)
+    status, room = await api(b.url, "GET", f"/api/rooms/{ROOM}", token=None)
+    assert status == 200 and room["settings"]["slow_mode_seconds"] == 30, room
+    assert (await bob.chat("first under slow mode"))["ok"] is True
+    refused = await bob.chat("second under slow mode")
+    assert refused["ok"] is False and refused["error"]["code"] == "slow_mode", refused
+    assert 0 < refused["error"]["details"]["retry_after"] <= 30
+
+
+async def test_concurrent_retry_on_both_nodes_records_once(
+    nodes: tuple[ServerProcess, ...], clients: list[LiveClient], tmp_path: Path
+) -> None:
+    """The same client id sent to both nodes at once is one message, not an error."""
+    a, b = nodes
+    status, created = await api(
+        a.url, "POST", "/api/rooms", json={"id": ROOM, "title": "Multi", "settings": ROOM_SETTINGS}
+    )
+    assert status == 201, created
+    ann_token = token("viewer", "Ann", "v_ann")
+    on_a = await connect(clients, a, ann_token)
+    on_b = await connect(clients, b, ann_token)
+    for n in range(10):
+        payload = {"text": f"raced {n}", "client_id": f"race-{n}"}
+        acks = await asyncio.gather(on_a.call("chat", payload), on_b.call("chat", payload))
+        assert all(ack["ok"] is True for ack in acks), acks
+        assert acks[0]["id"] == acks[1]["id"], acks
+        assert sorted(ack["duplicate"] for ack in acks) == [False, True], acks
+    rows = db_rows(
+        tmp_path / "data",
+        "SELECT uid FROM events WHERE room = ? AND kind = ?",
+        ROOM,
+        "chat.message",
+    )
+    assert sorted(row[0] for row in rows) == sorted(f"{ROOM}|v_ann|race-{n}" for n in range(10))
