@@ -1,17 +1,20 @@
-"""The ``livehub`` command: serve, token."""
+"""The ``livehub`` command: serve, token, verify-draw."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from livehub import settings as settings_mod
 from livehub.app import SERVICES, STARTUP, create_app
 from livehub.errors import LivehubError
+from livehub.interactions import draw_proof
 from livehub.rooms import tokens
 from livehub.settings import Settings
 
@@ -35,10 +38,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--name", required=True)
     token.add_argument("--viewer-id", help="your platform's stable id for this person")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 1 day)")
+    verify = commands.add_parser(
+        "verify-draw", help="check a prize draw transcript (prints OK or FAILED)"
+    )
+    verify.add_argument("transcript", help="the transcript JSON file ('-' for stdin)")
     args = parser.parse_args(argv)
+    if args.command == "verify-draw":
+        return _verify_draw(args.transcript)
     if args.command == "serve":
-        return _serve(settings_mod.load(args))
+        try:
+            settings = settings_mod.load(args)
+        except ValueError as exc:  # e.g. LIVEHUB_PORT=abc: a usage error, not a traceback
+            serve.error(str(exc))
+        return _serve(settings)
     return _token(args)
+
+
+def _verify_draw(path: str) -> int:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        record = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"FAILED: cannot read {path}: {exc}")
+        return 1
+    except json.JSONDecodeError as exc:
+        print(f"FAILED: not valid JSON: {exc}")
+        return 1
+    ok, reason = draw_proof.verify(record)
+    if not ok:
+        print(f"FAILED: {reason}")
+        return 1
+    names = record.get("winner_names") if isinstance(record.get("winner_names"), dict) else {}
+    winners = [
+        f"{w} ({names[w]})" if isinstance(names.get(w), str) else w for w in record["winners"]
+    ]
+    print(
+        f"OK: draw {record['draw_id']} in room {record['room']}: "
+        f"{len(winners)} winner(s) of {len(record['entrants'])} entrant(s)"
+    )
+    for winner in winners:
+        print(f"  {winner}")
+    return 0
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -43,6 +43,8 @@ class Pages:
             web.get("/", self._page("index.html")),
             web.get("/watch/{room}", self._page("watch.html")),
             web.get("/moderate/{room}", self._page("moderate.html")),
+            web.get("/verify", self._page("verify.html")),
+            web.get("/rooms/{room}/report", self._page("report.html")),
             web.get("/static/vendor/{name}", self.vendor),
             web.static("/static", self._static, append_version=False),
         ]

@@ -1,0 +1,688 @@
+"""Prize draws: an entry window, a frozen entrant list, a published commitment,
+then the winners and the seed that picked them (see ``draw_proof``).
+
+A draw moves open -> closed -> committed -> revealed. Each step is decided once
+across nodes by a ``set_if_absent`` guard in the state store, recorded in the
+event log, and the draw record in the store is rewritten by whoever won the
+guard. Entry rules:
+
+* ``present``       viewers enter with ``draw_enter`` while the window is open;
+* ``watched``       the same, with at least ``minutes`` of watch time this stream;
+* ``keyword``       chat messages holding the keyword in the window enter their
+                    senders (read from the log when the draw closes);
+                    ``draw_enter`` works too, for a viewer who sent it;
+* ``quiz_correct``  viewers with a correct ``quiz.answer`` in the log (of the quiz
+                    named, else of the draw's stream) are entered at close.
+
+The host and moderators never enter; banned viewers are dropped at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from livehub.errors import Conflict, Forbidden, NotFound, ProtocolError, UserError
+from livehub.interactions import draw_proof as proof
+from livehub.interactions.moderation import Moderation
+from livehub.interactions.normalise import clean_text
+from livehub.rooms.counters import Counters, ViewerCounter
+from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.models import STAFF_ROLES, Principal, Room
+from livehub.rooms.presence import Presence
+from livehub.rooms.service import RoomService
+from livehub.rooms.store import StateStore
+
+MAX_PRIZE_CHARS = 80
+MAX_KEYWORD_CHARS = 40
+MIN_WINDOW, MAX_WINDOW = 10, 3600
+MAX_WINNERS = proof.MAX_WINNERS
+MAX_DRAWS_PER_ROOM = 500
+GUARD_SECONDS = 60.0  # a crashed close/pick frees its guard after this
+# Entry keys only decide while the window is open; the log's client id backs them up.
+ENTRY_KEY_SLACK_SECONDS = 3600.0
+TRANSCRIPT_CACHE_SECONDS = 86400.0  # the log keeps the transcript for good
+FROZEN_WAIT_SECONDS = 5.0
+SCAN_BATCH = 1000
+SYSTEM = "system"
+
+
+class _RuleBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
+    pass
+
+
+class PresentRule(_RuleBase, frozen=True, forbid_unknown_fields=True, tag="present"):
+    pass
+
+
+class KeywordRule(_RuleBase, frozen=True, forbid_unknown_fields=True, tag="keyword"):
+    keyword: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class QuizCorrectRule(_RuleBase, frozen=True, forbid_unknown_fields=True, tag="quiz_correct"):
+    quiz_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class WatchedRule(_RuleBase, frozen=True, forbid_unknown_fields=True, tag="watched"):
+    minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)]
+
+
+DrawRule = PresentRule | KeywordRule | QuizCorrectRule | WatchedRule
+DrawStatus = Literal["open", "closed", "committed", "revealed"]
+
+
+class Winner(msgspec.Struct, frozen=True):
+    viewer_id: str
+    name: str
+
+
+class Frozen(msgspec.Struct, frozen=True):
+    """The entrant list as closed: sorted unique ids and their display names."""
+
+    entrants: list[str]
+    names: dict[str, str]
+
+
+class Draw(msgspec.Struct, frozen=True):
+    id: str
+    room: str
+    prize: str
+    winners_count: int
+    rule: DrawRule
+    window_seconds: int
+    created_at: float
+    closes_at: float
+    created_by: str
+    after_event_id: int
+    stream: str | None = None
+    status: DrawStatus = "open"
+    closed_at: float | None = None
+    entrant_count: int | None = None
+    entrants_hash: str | None = None
+    seed_hash: str | None = None
+    commitment: str | None = None
+    committed_at: float | None = None
+    seed: str | None = None
+    winners: tuple[Winner, ...] = ()
+    revealed_at: float | None = None
+
+    @property
+    def transcript_url(self) -> str:
+        return f"/api/rooms/{self.room}/draws/{self.id}/transcript"
+
+    @property
+    def verify_url(self) -> str:
+        return f"/verify?room={self.room}&draw={self.id}"
+
+    def view(self) -> dict[str, Any]:
+        """What anyone may see (the seed only once revealed, which is when it is set)."""
+        body: dict[str, Any] = {
+            "draw_id": self.id,
+            "prize": self.prize,
+            "rule": msgspec.to_builtins(self.rule),
+            "winners_count": self.winners_count,
+            "window_seconds": self.window_seconds,
+            "created_at": self.created_at,
+            "closes_at": self.closes_at,
+            "status": self.status,
+            "closed_at": self.closed_at,
+            "entrant_count": self.entrant_count,
+            "entrants_hash": self.entrants_hash,
+            "seed_hash": self.seed_hash,
+            "commitment": self.commitment,
+            "committed_at": self.committed_at,
+            "winners": [msgspec.to_builtins(w) for w in self.winners],
+            "seed": self.seed,
+            "revealed_at": self.revealed_at,
+        }
+        if self.status == "revealed":
+            body["transcript_url"] = self.transcript_url
+            body["verify_url"] = self.verify_url
+        return body
+
+
+# -- store keys -----------------------------------------------------------------------
+
+
+def draws_key(room: str) -> str:
+    return f"draws:{room}"
+
+
+OPEN_DRAWS = "draws:open"
+
+
+def _open_member(room: str, draw_id: str) -> str:
+    return f"{room}/{draw_id}"
+
+
+def _key(room: str, draw_id: str, part: str) -> str:
+    return f"draw:{room}:{draw_id}:{part}"
+
+
+def _entry_key(room: str, draw_id: str, viewer_id: str) -> str:
+    return f"draw:{room}:{draw_id}:entry:{viewer_id}"
+
+
+def entry_client_id(draw_id: str) -> str:
+    return f"draw:{draw_id}"
+
+
+def validate_rule(rule: DrawRule) -> DrawRule:
+    """The rule as stored: keywords cleaned like chat text."""
+    if isinstance(rule, KeywordRule):
+        keyword = clean_text(rule.keyword)
+        if not keyword or len(keyword) > MAX_KEYWORD_CHARS:
+            raise ProtocolError("bad_keyword", f"A keyword is 1-{MAX_KEYWORD_CHARS} characters.")
+        return KeywordRule(keyword=keyword)
+    return rule
+
+
+def keyword_in(keyword: str, text: str) -> bool:
+    return keyword.casefold() in clean_text(text).casefold()
+
+
+class DrawService:
+    def __init__(
+        self,
+        store: StateStore,
+        log: EventLog,
+        counters: Counters,
+        rooms: RoomService,
+        presence: Presence,
+        moderation: Moderation,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._counters = counters
+        self._rooms = rooms
+        self._presence = presence
+        self._moderation = moderation
+        self._clock = clock
+        self._decoder = msgspec.json.Decoder(Draw)
+        self._frozen_decoder = msgspec.json.Decoder(Frozen)
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, room_id: str, draw_id: str) -> Draw:
+        raw = await self._store.hget(draws_key(room_id), draw_id)
+        if raw is None:
+            raise NotFound("not_found", "No such draw in this room.")
+        return self._decoder.decode(raw)
+
+    async def draws(self, room_id: str) -> list[Draw]:
+        """Every draw of the room, newest first."""
+        raw = await self._store.hgetall(draws_key(room_id))
+        draws = [self._decoder.decode(v) for v in raw.values()]
+        return sorted(draws, key=lambda d: (d.created_at, d.id), reverse=True)
+
+    async def entrant_count(self, draw: Draw) -> int:
+        """Entrants so far (while open: those who entered with draw_enter)."""
+        if draw.entrant_count is not None:
+            return draw.entrant_count
+        return await self._store.hlen(_key(draw.room, draw.id, "entrants"))
+
+    async def has_entered(self, draw: Draw, viewer_id: str) -> bool:
+        if draw.status == "open":
+            return await self._store.get(_entry_key(draw.room, draw.id, viewer_id)) is not None
+        return await self._store.sismember(_key(draw.room, draw.id, "members"), viewer_id)
+
+    async def transcript(self, room_id: str, draw_id: str) -> dict[str, Any]:
+        """The public transcript; NotFound until the draw is revealed."""
+        raw = await self._store.get(_key(room_id, draw_id, "transcript"))
+        if raw is not None:
+            return dict(msgspec.json.decode(raw))
+        async for event in self._events(room_id, ("draw.revealed",)):
+            if event.data.get("draw_id") == draw_id:
+                record = dict(event.data["transcript"])
+                await self._store.set(
+                    _key(room_id, draw_id, "transcript"), _json(record), TRANSCRIPT_CACHE_SECONDS
+                )
+                return record
+        await self.get(room_id, draw_id)  # NotFound when there is no such draw
+        raise NotFound("not_revealed", "This draw has not been revealed yet.")
+
+    # -- create -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        room: Room,
+        who: Principal,
+        prize: str,
+        winners: int,
+        rule: DrawRule,
+        window_seconds: int,
+    ) -> Draw:
+        self._staff(who)
+        prize = clean_text(prize)
+        if not 1 <= len(prize) <= MAX_PRIZE_CHARS:
+            raise ProtocolError("bad_prize", f"A prize is 1-{MAX_PRIZE_CHARS} characters.")
+        if not 1 <= winners <= MAX_WINNERS:
+            raise ProtocolError("bad_payload", f"winners must be 1-{MAX_WINNERS}.")
+        if not MIN_WINDOW <= window_seconds <= MAX_WINDOW:
+            raise ProtocolError("bad_payload", f"window_seconds must be {MIN_WINDOW}-{MAX_WINDOW}.")
+        rule = validate_rule(rule)
+        if await self._store.hlen(draws_key(room.id)) >= MAX_DRAWS_PER_ROOM:
+            raise UserError("too_many_draws", f"A room has at most {MAX_DRAWS_PER_ROOM} draws.")
+        now = self._clock()
+        draw_id = "d_" + secrets.token_hex(5)
+        event, _ = await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind="draw.created",
+                actor=who.viewer_id,
+                data={
+                    "draw_id": draw_id,
+                    "prize": prize,
+                    "winners_count": winners,
+                    "rule": msgspec.to_builtins(rule),
+                    "window_seconds": window_seconds,
+                    "closes_at": now + window_seconds,
+                },
+                stream=room.stream.id if room.stream else None,
+                ts=now,
+            )
+        )
+        draw = Draw(
+            id=draw_id,
+            room=room.id,
+            prize=prize,
+            winners_count=winners,
+            rule=rule,
+            window_seconds=window_seconds,
+            created_at=now,
+            closes_at=now + window_seconds,
+            created_by=who.viewer_id,
+            after_event_id=event.id,
+            stream=room.stream.id if room.stream else None,
+        )
+        await self._save(draw)
+        await self._store.sadd(OPEN_DRAWS, _open_member(room.id, draw_id))
+        return draw
+
+    # -- enter --------------------------------------------------------------------------
+
+    async def enter(self, room: Room, who: Principal, draw_id: str) -> Draw:
+        """Enter ``who``; raises draw_closed, already_entered, not_eligible and the like."""
+        draw = await self.get(room.id, draw_id)
+        if who.is_staff:
+            raise Forbidden("staff_not_eligible", "The host and moderators cannot enter draws.")
+        if not proof.usable_id(who.viewer_id):
+            raise ProtocolError("bad_viewer_id", "This viewer id cannot enter draws.")
+        await self._ensure_open(draw)
+        await self._check_eligible(room, who, draw)
+        entry_ttl = draw.closes_at - self._clock() + ENTRY_KEY_SLACK_SECONDS
+        entry = _entry_key(room.id, draw.id, who.viewer_id)
+        if not await self._store.set_if_absent(entry, "1", entry_ttl):
+            raise Conflict("already_entered", "You have already entered this draw.")
+        await self._store.hset(_key(room.id, draw.id, "entrants"), {who.viewer_id: who.name})
+        if await self._store.get(_key(room.id, draw.id, "closed")) is not None:
+            # The draw closed while we were entering: the frozen list decides.
+            frozen = await self._wait_frozen(draw)
+            if frozen is None or who.viewer_id not in frozen.names:
+                raise UserError("draw_closed", "This draw is closed.")
+        _, created = await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind="draw.entered",
+                actor=who.viewer_id,
+                data={"draw_id": draw.id, "name": who.name},
+                stream=room.stream.id if room.stream else None,
+                client_id=entry_client_id(draw.id),
+                ts=self._clock(),
+            )
+        )
+        if not created:
+            raise Conflict("already_entered", "You have already entered this draw.")
+        return draw
+
+    async def _ensure_open(self, draw: Draw) -> None:
+        if (
+            draw.status != "open"
+            or self._clock() >= draw.closes_at
+            or await self._store.get(_key(draw.room, draw.id, "closed")) is not None
+        ):
+            raise UserError("draw_closed", "This draw is closed.")
+
+    async def _check_eligible(self, room: Room, who: Principal, draw: Draw) -> None:
+        rule = draw.rule
+        if isinstance(rule, QuizCorrectRule):
+            raise UserError(
+                "automatic_entry",
+                "Viewers with a correct quiz answer are entered automatically.",
+            )
+        if isinstance(rule, WatchedRule):
+            await self._presence.accrue(room, who.viewer_id)
+            counters = await self._counters.viewer(room.id, room.scope, who.viewer_id)
+            watched = counters.get("watch_seconds", 0.0)
+            needed = rule.minutes * 60
+            if watched < needed:
+                raise UserError(
+                    "not_eligible",
+                    f"This draw needs {rule.minutes} minutes of watching.",
+                    watched_seconds=int(watched),
+                    needed_seconds=needed,
+                )
+        if isinstance(rule, KeywordRule) and who.viewer_id not in await self._keyword_senders(
+            draw, only=who.viewer_id
+        ):
+            raise UserError(
+                "keyword_required",
+                "Send the keyword in chat to enter this draw.",
+                keyword=rule.keyword,
+            )
+
+    # -- close --------------------------------------------------------------------------
+
+    async def close(self, room: Room, actor: str, draw_id: str) -> tuple[Draw, bool]:
+        """Freeze the entrant list; (draw, True) when this call closed it."""
+        draw = await self.get(room.id, draw_id)
+        if draw.status != "open":
+            return draw, False
+        if not await self._store.set_if_absent(
+            _key(room.id, draw.id, "closing"), actor, GUARD_SECONDS
+        ):
+            return await self._wait_closed(draw), False
+        await self._store.set(_key(room.id, draw.id, "closed"), actor)
+        now = self._clock()
+        frozen = await self._freeze(room, draw, min(now, draw.closes_at))
+        await self._store.set(_key(room.id, draw.id, "frozen"), _json(frozen))
+        members = _key(room.id, draw.id, "members")
+        for start in range(0, len(frozen.entrants), 1000):
+            await self._store.sadd(members, *frozen.entrants[start : start + 1000])
+        e_hash = proof.entrants_hash(frozen.entrants)
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind="draw.closed",
+                actor=actor,
+                data={
+                    "draw_id": draw.id,
+                    "entrant_count": len(frozen.entrants),
+                    "entrants_hash": e_hash,
+                    "entrants": frozen.entrants,
+                    "names": frozen.names,
+                },
+                stream=room.stream.id if room.stream else None,
+                ts=now,
+            )
+        )
+        closed = msgspec.structs.replace(
+            draw,
+            status="closed",
+            closed_at=now,
+            entrant_count=len(frozen.entrants),
+            entrants_hash=e_hash,
+        )
+        await self._save(closed)
+        await self._store.srem(OPEN_DRAWS, _open_member(room.id, draw.id))
+        await self._count_each(room, frozen.entrants, "draw_entries")
+        return closed, True
+
+    async def close_expired(self) -> list[Draw]:
+        """Close every draw whose window has ended; returns those this call closed."""
+        closed: list[Draw] = []
+        now = self._clock()
+        for member in await self._store.smembers(OPEN_DRAWS):
+            room_id, _, draw_id = member.partition("/")
+            try:
+                draw = await self.get(room_id, draw_id)
+            except NotFound:
+                await self._store.srem(OPEN_DRAWS, member)
+                continue
+            if draw.status != "open":
+                await self._store.srem(OPEN_DRAWS, member)
+                continue
+            if now < draw.closes_at:
+                continue
+            room = await self._rooms.get(room_id)
+            done, fresh = await self.close(room, SYSTEM, draw_id)
+            if fresh:
+                closed.append(done)
+        return closed
+
+    async def _freeze(self, room: Room, draw: Draw, until: float) -> Frozen:
+        names = await self._store.hgetall(_key(room.id, draw.id, "entrants"))
+        rule = draw.rule
+        if isinstance(rule, KeywordRule):
+            names.update(await self._keyword_senders(draw, until=until))
+        elif isinstance(rule, QuizCorrectRule):
+            names.update(await self._quiz_correct(draw, rule, until))
+        staff = await self._staff_ids(room.id) if isinstance(rule, QuizCorrectRule) else set()
+        eligible: dict[str, str] = {}
+        for viewer_id, name in names.items():
+            if viewer_id in staff or not proof.usable_id(viewer_id):
+                continue
+            if await self._moderation.is_banned(room.id, viewer_id):
+                continue
+            eligible[viewer_id] = name
+        entrants = proof.normalise_entrants(eligible)
+        return Frozen(entrants=entrants, names={e: eligible[e] for e in entrants})
+
+    async def _keyword_senders(
+        self, draw: Draw, *, until: float | None = None, only: str | None = None
+    ) -> dict[str, str]:
+        """Viewers whose chat messages in the window hold the keyword (not deleted ones)."""
+        assert isinstance(draw.rule, KeywordRule)
+        keyword = draw.rule.keyword
+        end = draw.closes_at if until is None else until
+        found: dict[int, tuple[str, str]] = {}
+        deleted: set[int] = set()
+        async for event in self._events(
+            draw.room, ("chat.message", "mod.delete"), after_id=draw.after_event_id
+        ):
+            if event.kind == "mod.delete":
+                deleted.add(int(event.data.get("message_id", 0)))
+                continue
+            if only is not None and event.actor != only:
+                continue
+            if not draw.created_at <= event.ts <= end:
+                continue
+            data = event.data
+            if data.get("role") in STAFF_ROLES or not keyword_in(keyword, str(data.get("text"))):
+                continue
+            found[event.id] = (event.actor, str(data.get("name") or event.actor))
+        return {vid: name for mid, (vid, name) in found.items() if mid not in deleted}
+
+    async def _quiz_correct(
+        self, draw: Draw, rule: QuizCorrectRule, until: float
+    ) -> dict[str, str]:
+        """Viewers with a correct answer: to the quiz named, else in the draw's stream."""
+        names, _ = await self._people(draw.room)
+        found: dict[str, str] = {}
+        async for event in self._events(draw.room, ("quiz.answer",)):
+            data = event.data
+            if data.get("correct") is not True or event.ts > until:
+                continue
+            if rule.quiz_id is not None:
+                if data.get("quiz_id") != rule.quiz_id:
+                    continue
+            elif draw.stream is not None and event.stream != draw.stream:
+                continue
+            found[event.actor] = names.get(event.actor, event.actor)
+        return found
+
+    async def _staff_ids(self, room_id: str) -> set[str]:
+        _, staff = await self._people(room_id)
+        return staff
+
+    async def _people(self, room_id: str) -> tuple[dict[str, str], set[str]]:
+        """Names by viewer id and the ids ever connected as host or moderator."""
+        names: dict[str, str] = {}
+        staff: set[str] = set()
+        async for event in self._events(room_id, ("presence.join",)):
+            names[event.actor] = str(event.data.get("name") or event.actor)
+            if event.data.get("role") in STAFF_ROLES:
+                staff.add(event.actor)
+        return names, staff
+
+    # -- pick: commit, then reveal ------------------------------------------------------
+
+    async def commit(self, room: Room, who: Principal, draw_id: str) -> tuple[Draw, bool]:
+        """Close if needed, choose the seed and record the commitment; True when fresh."""
+        self._staff(who)
+        draw = await self.get(room.id, draw_id)
+        if draw.status == "open":
+            draw, _ = await self.close(room, who.viewer_id, draw_id)
+        if draw.status != "closed":
+            return draw, False
+        if not await self._store.set_if_absent(
+            _key(room.id, draw.id, "picking"), who.viewer_id, GUARD_SECONDS
+        ):
+            return draw, False
+        frozen = await self._frozen(draw)
+        if frozen is None:
+            raise Conflict("draw_lost", "The entrant list of this draw is gone.")
+        seed = secrets.token_bytes(32).hex()
+        await self._store.set(_key(room.id, draw.id, "seed"), seed)
+        e_hash = proof.entrants_hash(frozen.entrants)
+        s_hash = proof.seed_hash(seed)
+        digest = proof.commitment(e_hash, s_hash)
+        now = self._clock()
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind="draw.committed",
+                actor=who.viewer_id,
+                data={
+                    "draw_id": draw.id,
+                    "entrant_count": len(frozen.entrants),
+                    "entrants_hash": e_hash,
+                    "seed_hash": s_hash,
+                    "commitment": digest,
+                },
+                stream=room.stream.id if room.stream else None,
+                ts=now,
+            )
+        )
+        committed = msgspec.structs.replace(
+            draw,
+            status="committed",
+            entrants_hash=e_hash,
+            seed_hash=s_hash,
+            commitment=digest,
+            committed_at=now,
+        )
+        await self._save(committed)
+        return committed, True
+
+    async def reveal(self, room: Room, who: Principal, draw_id: str) -> tuple[Draw, bool]:
+        """Compute the winners from the committed seed and publish it; True when fresh."""
+        self._staff(who)
+        draw = await self.get(room.id, draw_id)
+        if draw.status == "revealed":
+            return draw, False
+        if draw.status != "committed":
+            raise Conflict("pick_in_progress", "This draw is being picked; try again shortly.")
+        if not await self._store.set_if_absent(
+            _key(room.id, draw.id, "revealing"), who.viewer_id, GUARD_SECONDS
+        ):
+            raise Conflict("pick_in_progress", "This draw is being picked; try again shortly.")
+        seed = await self._store.get(_key(room.id, draw.id, "seed"))
+        frozen = await self._frozen(draw)
+        if seed is None or frozen is None or draw.committed_at is None:
+            raise Conflict("draw_lost", "The committed state of this draw is gone.")
+        now = self._clock()
+        record = proof.transcript(
+            room=room.id,
+            draw_id=draw.id,
+            prize=draw.prize,
+            rule=msgspec.to_builtins(draw.rule),
+            winners_count=draw.winners_count,
+            entrants=frozen.entrants,
+            seed_hex=seed,
+            committed_at=draw.committed_at,
+            revealed_at=now,
+        )
+        if record["commitment"] != draw.commitment:
+            raise Conflict("draw_lost", "The entrant list changed after the commitment.")
+        winners = tuple(Winner(v, frozen.names.get(v, v)) for v in record["winners"])
+        record["winner_names"] = {w.viewer_id: w.name for w in winners}
+        await self._store.set(
+            _key(room.id, draw.id, "transcript"), _json(record), TRANSCRIPT_CACHE_SECONDS
+        )
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind="draw.revealed",
+                actor=who.viewer_id,
+                data={"draw_id": draw.id, "transcript": record},
+                stream=room.stream.id if room.stream else None,
+                ts=now,
+            )
+        )
+        revealed = msgspec.structs.replace(
+            draw, status="revealed", seed=seed, winners=winners, revealed_at=now
+        )
+        await self._save(revealed)
+        await self._count_each(room, [w.viewer_id for w in winners], "draw_wins")
+        return revealed, True
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _staff(who: Principal) -> None:
+        if not who.is_staff:
+            raise Forbidden("forbidden", "Only the host and moderators can do that.")
+
+    async def _save(self, draw: Draw) -> None:
+        await self._store.hset(draws_key(draw.room), {draw.id: _json(draw)})
+
+    async def _frozen(self, draw: Draw) -> Frozen | None:
+        raw = await self._store.get(_key(draw.room, draw.id, "frozen"))
+        return None if raw is None else self._frozen_decoder.decode(raw)
+
+    async def _wait_closed(self, draw: Draw) -> Draw:
+        """The draw once a close under way elsewhere has recorded it (or as it is, late)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FROZEN_WAIT_SECONDS
+        while True:
+            current = await self.get(draw.room, draw.id)
+            if current.status != "open" or loop.time() >= deadline:
+                return current
+            await asyncio.sleep(0.05)
+
+    async def _wait_frozen(self, draw: Draw) -> Frozen | None:
+        """The frozen list, waiting briefly for a close that is under way elsewhere."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FROZEN_WAIT_SECONDS
+        while True:
+            frozen = await self._frozen(draw)
+            if frozen is not None or loop.time() >= deadline:
+                return frozen
+            await asyncio.sleep(0.05)
+
+    async def _events(
+        self, room_id: str, kinds: tuple[str, ...], after_id: int = 0
+    ) -> AsyncIterator[Event]:
+        """Events of ``kinds`` in id order, read in batches."""
+        last = after_id
+        while True:
+            batch = await self._log.by_kinds(room_id, kinds, after_id=last, limit=SCAN_BATCH)
+            for event in batch:
+                yield event
+            if len(batch) < SCAN_BATCH:
+                return
+            last = batch[-1].id
+
+    async def _count_each(self, room: Room, viewer_ids: Iterable[str], name: ViewerCounter) -> None:
+        ids = list(viewer_ids)
+        for start in range(0, len(ids), 200):
+            await asyncio.gather(
+                *(
+                    self._counters.add(room.id, room.scope, vid, name)
+                    for vid in ids[start : start + 200]
+                )
+            )
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
