@@ -16,8 +16,14 @@ from aiohttp import web
 from livehub import keys
 from livehub.interactions.batcher import Batcher
 from livehub.interactions.chat import ChatService
+from livehub.interactions.draws import DrawService
 from livehub.interactions.likes import Likes
 from livehub.interactions.moderation import Moderation
+from livehub.interactions.offers import OfferService
+from livehub.interactions.polls import PollService
+from livehub.interactions.questions import QuestionService
+from livehub.interactions.quiz import QuizService
+from livehub.media.sessions import MediaConfig
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
@@ -31,13 +37,19 @@ from livehub.settings import Settings
 from livehub.signaling.auth import Auth
 from livehub.signaling.chat_events import ChatEvents
 from livehub.signaling.context import Services
+from livehub.signaling.draw_events import DrawEvents
 from livehub.signaling.fanout import Fanout
 from livehub.signaling.http_api import RestApi
 from livehub.signaling.live import LiveNamespace
 from livehub.signaling.moderation_events import ModerationEvents
+from livehub.signaling.offer_events import OfferEvents
 from livehub.signaling.pages import Pages, security_headers
+from livehub.signaling.poll_events import PollEvents
+from livehub.signaling.question_events import QuestionEvents
+from livehub.signaling.quiz_events import QuizEvents
 from livehub.signaling.replies import error_middleware
 from livehub.signaling.socket import attach, build_server, shutdown
+from livehub.signaling.whip import MEDIA, WhipEndpoints
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DB_FILE = "livehub.db"
@@ -109,8 +121,42 @@ async def create_app(settings: Settings) -> web.Application:
     live = LiveNamespace(services, fanout)
     ChatEvents(services, live)
     ModerationEvents(services, live)
+    media = WhipEndpoints(
+        services, live, MediaConfig.build(settings.ice_servers, settings.extra.get("media"))
+    )
+    questions = QuestionEvents(
+        services,
+        live,
+        QuestionService(services.store, services.log, services.counters, services.moderation),
+    )
+    polls = PollEvents(
+        services,
+        live,
+        PollService(services.store, services.log, services.counters, services.moderation),
+    )
+    quizzes = QuizEvents(
+        services, live, QuizService(services.store, services.log, services.counters)
+    )
+    draws = DrawEvents(
+        services,
+        live,
+        DrawService(
+            services.store,
+            services.log,
+            services.counters,
+            services.rooms,
+            services.presence,
+            services.moderation,
+        ),
+    )
+    offers = OfferEvents(
+        services, live, OfferService(services.store, services.log, services.counters)
+    )
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = [fanout.run, live.accrue_forever]
     # Interaction features register their events on `live` and their loops here.
+    loops += [draws.entries.run, draws.expire_forever, offers.clicks.run]
+    loops += [polls.tallies.run, polls.expire_forever, quizzes.counts.run]
+    loops += [questions.votes.run]
     sio.register_namespace(live)
     app = web.Application(
         middlewares=[security_headers, error_middleware],
@@ -119,11 +165,17 @@ async def create_app(settings: Settings) -> web.Application:
     app[SERVICES] = services
     app[LIVE] = live
     app[STARTUP] = startup
+    app[MEDIA] = media.sessions
     api = RestApi(services, live, node_id=secrets.token_hex(4))
     app.add_routes(api.routes())
+    app.add_routes(draws.routes())
+    app.add_routes(offers.routes())
+    app.add_routes(media.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
     app.cleanup_ctx.append(_background(sio, loops, services))
+    # After _background, so it is cleaned up first: streams end while the log is open.
+    app.cleanup_ctx.append(media.cleanup)
     return app
 
 
@@ -138,6 +190,12 @@ def _background(
         for task in tasks:
             task.cancel()
         for task in tasks:
+            # Python 3.11's asyncio.wait_for, which redis-py sends every command
+            # through, can swallow a cancellation that races a finished send; the
+            # loop then runs on. Cancel again until the task has ended.
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.2)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await shutdown(sio)

@@ -5,5 +5,15 @@
 // client is the LiveClient from ../live.js: client.on(event, fn) receives server
 // events; client.request(event, payload) resolves with the ack.
 
-export const WATCH_FEATURES = [];
-export const CONTROL_FEATURES = [];
+import { mountPollCard, mountPollControls } from './poll.js';
+import { mountQuizCard, mountQuizControls } from './quiz.js';
+import { mountDrawCard, mountDrawControls } from './draw.js';
+import { mountOfferCard, mountOfferControls } from './offer.js';
+import { mountQaCard, mountQaControls } from './qa.js';
+
+export const WATCH_FEATURES = [
+  mountPollCard, mountQuizCard, mountDrawCard, mountOfferCard, mountQaCard,
+];
+export const CONTROL_FEATURES = [
+  mountPollControls, mountQuizControls, mountDrawControls, mountOfferControls, mountQaControls,
+];

@@ -1,0 +1,577 @@
+"""Q&A: viewers ask questions and upvote the ones they want answered; the staff
+approve, answer, highlight and dismiss them.
+
+Asking
+    The text (1-300 characters after ``clean_text``) runs through the room's rule
+    chain: block, mute and ban refuse it, hold sends it to the approval queue, as
+    does the room's "require approval" switch. Before anything is recorded, the
+    room's visible unanswered questions are searched for close ones
+    (:mod:`livehub.interactions.similarity`); if some are found the asker is
+    offered them instead (upvote one, or ask again with ``force``). A viewer may
+    ask one question per :data:`ASK_INTERVAL_SECONDS`; the staff are exempt from
+    the rules, the limit and the approval queue. A question's id is the id of its
+    ``qa.asked``/``qa.held`` event, which carries the client id (``qa:<id>``), so a
+    retry returns the first question instead of asking twice.
+
+Upvoting
+    One upvote per viewer per question, taken back with an unvote and then given
+    again. The log's unique client id cannot express "once, until taken back", so
+    the decision is the state store's: the viewer's upvote set
+    (``sadd``/``srem`` answer how many members they added or removed, atomically on
+    both stores), and the tally is a hash counter moved by exactly those calls.
+    ``qa.upvote``/``qa.unvote`` events record each change.
+
+State (per room, in the state store)
+    ``qa:{room}:q`` hash of the questions as asked (immutable), the sets
+    ``pending`` (approval queue), ``open`` (approved, not dismissed) and
+    ``answered``, the ``closed`` hash (rejected or dismissed), the ``votes`` hash,
+    the ``highlight`` key (at most one question), each viewer's ``up`` set, the
+    ``settings`` hash and the ask rate-limit bucket. Moving between the sets with
+    ``srem`` decides each transition exactly once (approve versus reject, dismiss).
+
+Counters: ``questions`` for the asker when a question becomes visible (asked, or
+approved from the queue, as chat counts held messages); ``upvotes`` for the
+upvoter (an unvote takes one back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Final, Literal
+
+import msgspec
+
+from livehub.errors import Conflict, NotFound, RateLimited, UserError
+from livehub.interactions.moderation import Moderation
+from livehub.interactions.normalise import clean_text
+from livehub.interactions.similarity import SIMILAR_AT, most_similar
+from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.models import Principal, Room
+from livehub.rooms.store import StateStore
+
+MAX_QUESTION_CHARS: Final = 300
+ASK_INTERVAL_SECONDS: Final = 60.0
+MAX_QUESTIONS_PER_ROOM: Final = 5000
+MAX_SIMILAR: Final = 3
+# How long a request waits for another request with the same client id (a retry
+# racing its original, perhaps through another node) to be recorded.
+RACING_RETRY_WAIT_SECONDS: Final = 2.0
+# How long a client id stays claimed by the request sending it (a crashed node
+# releases it by expiry).
+ASK_CLAIM_SECONDS: Final = 30.0
+
+Status = Literal["pending", "open", "rejected", "dismissed"]
+HeldBy = Literal["rule", "approval"]
+Sort = Literal["votes", "recent"]
+
+ASKED: Final = "qa.asked"
+HELD: Final = "qa.held"
+
+
+class Question(msgspec.Struct, frozen=True):
+    """A question as asked; never changes once recorded."""
+
+    id: int
+    text: str
+    viewer_id: str
+    name: str
+    anonymous: bool
+    asked_at: float
+    # Why it went to the approval queue: a "hold" rule, or the room's switch.
+    held_by: HeldBy | None = None
+
+
+class QuestionState(msgspec.Struct, frozen=True):
+    """A question with where it stands now."""
+
+    question: Question
+    status: Status
+    votes: int = 0
+    answered: bool = False
+    highlighted: bool = False
+
+    @property
+    def id(self) -> int:
+        return self.question.id
+
+    @property
+    def visible(self) -> bool:
+        return self.status == "open"
+
+
+class Similar(msgspec.Struct, frozen=True):
+    id: int
+    text: str
+    votes: int
+    own: bool
+
+
+class AskResult(msgspec.Struct, frozen=True):
+    """Either the question (new, or the first one for a repeated client id) or the
+    close questions offered instead (nothing recorded then)."""
+
+    question: QuestionState | None = None
+    similar: tuple[Similar, ...] = ()
+    duplicate: bool = False
+
+
+def _key(room: str, part: str) -> str:
+    return f"qa:{room}:{part}"
+
+
+def _upvotes_key(room: str, viewer_id: str) -> str:
+    return f"qa:{room}:up:{viewer_id}"
+
+
+def _rate_key(room: str, viewer_id: str) -> str:
+    return f"qa:{room}:rl:{viewer_id}"
+
+
+def _claim_key(room: str, viewer_id: str, client_id: str) -> str:
+    return f"qa:{room}:ask:{viewer_id}:{client_id}"
+
+
+def _log_client_id(client_id: str) -> str:
+    return f"qa:{client_id}"
+
+
+def _not_found() -> NotFound:
+    return NotFound("not_found", "No such question in this room.")
+
+
+class QuestionService:
+    def __init__(
+        self,
+        store: StateStore,
+        log: EventLog,
+        counters: Counters,
+        moderation: Moderation,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._counters = counters
+        self._moderation = moderation
+        self._clock = clock
+        self._decoder = msgspec.json.Decoder(Question)
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- asking ------------------------------------------------------------------
+
+    async def ask(
+        self,
+        room: Room,
+        who: Principal,
+        text: str,
+        *,
+        anonymous: bool,
+        client_id: str,
+        force: bool = False,
+    ) -> AskResult:
+        earlier = await self._earlier(room, who, client_id)
+        if earlier is not None:
+            return AskResult(question=earlier, duplicate=True)
+        text = _checked_text(text)
+        raced = await self._claim(room, who, client_id)
+        if raced is not None:
+            return AskResult(question=raced, duplicate=True)
+        claim = _claim_key(room.id, who.viewer_id, client_id)
+        try:
+            result = await self._ask(room, who, text, anonymous, client_id, force)
+        except BaseException:
+            await self._store.delete(claim)  # nothing recorded: the same id may come again
+            raise
+        if result.question is None:
+            await self._store.delete(claim)
+        return result
+
+    async def _ask(
+        self, room: Room, who: Principal, text: str, anonymous: bool, client_id: str, force: bool
+    ) -> AskResult:
+        held = False
+        if not who.is_staff:
+            await self._ensure_may_ask(room, who)
+            held = await self._moderation.apply_rules(room, who, text)
+        if not force:
+            similar = await self.similar(room.id, text, who.viewer_id)
+            if similar:
+                return AskResult(similar=tuple(similar))
+        if await self._store.hlen(_key(room.id, "q")) >= MAX_QUESTIONS_PER_ROOM:
+            raise UserError(
+                "too_many_questions", f"A room takes at most {MAX_QUESTIONS_PER_ROOM} questions."
+            )
+        if not who.is_staff:
+            await self._rate_limit(room, who)
+        pending = held or (not who.is_staff and await self.require_approval(room.id))
+        data: dict[str, object] = {"text": text, "name": who.name, "anonymous": anonymous}
+        if pending:
+            data["reason"] = "rule" if held else "approval"
+        event, created = await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind=HELD if pending else ASKED,
+                actor=who.viewer_id,
+                data=data,
+                stream=room.stream.id if room.stream else None,
+                client_id=_log_client_id(client_id),
+                ts=self._clock(),
+            )
+        )
+        if not created:  # recorded meanwhile by a request whose claim had expired
+            return AskResult(question=await self._restored(room, event), duplicate=True)
+        question = _question_from(event)
+        await self._store.hset(_key(room.id, "q"), {str(question.id): _encode(question)})
+        await self._store.sadd(_key(room.id, "pending" if pending else "open"), str(question.id))
+        if not pending:
+            await self._counters.add(room.id, room.scope, who.viewer_id, "questions")
+        return AskResult(question=QuestionState(question, "pending" if pending else "open"))
+
+    async def _ensure_may_ask(self, room: Room, who: Principal) -> None:
+        """Muted and banned viewers may not ask; a paused chat does not stop Q&A."""
+        if room.settings.chat_paused:
+            settings = msgspec.structs.replace(room.settings, chat_paused=False)
+            room = msgspec.structs.replace(room, settings=settings)
+        await self._moderation.ensure_may_post(room, who)
+
+    async def _rate_limit(self, room: Room, who: Principal) -> None:
+        wait = await self._store.take_token(
+            _rate_key(room.id, who.viewer_id), 1.0 / ASK_INTERVAL_SECONDS, 1.0, self._clock()
+        )
+        if wait:
+            raise RateLimited(
+                f"One question per {ASK_INTERVAL_SECONDS:g} seconds; wait a moment.", wait
+            )
+
+    async def _earlier(self, room: Room, who: Principal, client_id: str) -> QuestionState | None:
+        event = await self._log.find(room.id, who.viewer_id, _log_client_id(client_id))
+        return None if event is None else await self._restored(room, event)
+
+    async def _claim(self, room: Room, who: Principal, client_id: str) -> QuestionState | None:
+        """Claim the client id for this request, or return the question a request
+        racing with the same id recorded meanwhile."""
+        key = _claim_key(room.id, who.viewer_id, client_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RACING_RETRY_WAIT_SECONDS
+        while not await self._store.set_if_absent(key, "1", ASK_CLAIM_SECONDS):
+            earlier = await self._earlier(room, who, client_id)
+            if earlier is not None:
+                return earlier
+            if loop.time() >= deadline:
+                raise Conflict("ask_in_progress", "That question is still being sent.")
+            await asyncio.sleep(0.02)
+        return await self._earlier(room, who, client_id)
+
+    async def _restored(self, room: Room, event: Event) -> QuestionState:
+        """The state of a recorded question; one recorded whose state never reached
+        the store (its node failed right after the commit) is put there now."""
+        question = _question_from(event)
+        if await self._store.hget(_key(room.id, "q"), str(question.id)) is None:
+            await self._store.hset(_key(room.id, "q"), {str(question.id): _encode(question)})
+            target = "pending" if event.kind == HELD else "open"
+            await self._store.sadd(_key(room.id, target), str(question.id))
+        return await self.get(room.id, question.id)
+
+    async def similar(self, room_id: str, text: str, viewer_id: str) -> list[Similar]:
+        """Up to :data:`MAX_SIMILAR` visible unanswered questions close to ``text``."""
+        candidates = [s for s in await self.visible(room_id) if not s.answered]
+        close = most_similar(
+            text,
+            ((s, s.question.text) for s in candidates),
+            threshold=SIMILAR_AT,
+            limit=MAX_SIMILAR,
+        )
+        return [
+            Similar(s.id, s.question.text, s.votes, s.question.viewer_id == viewer_id)
+            for s, _ in close
+        ]
+
+    # -- upvoting ----------------------------------------------------------------
+
+    async def upvote(self, room: Room, who: Principal, question_id: int) -> int:
+        """Upvote a visible question once; the new tally."""
+        state = await self._visible(room.id, question_id)
+        if state.question.viewer_id == who.viewer_id:
+            raise UserError("own_question", "You cannot upvote your own question.")
+        mine = _upvotes_key(room.id, who.viewer_id)
+        if not await self._store.sadd(mine, str(question_id)):
+            raise Conflict("already_upvoted", "You already upvoted this question.")
+        votes = await self._store.hincr(_key(room.id, "votes"), str(question_id))
+        try:
+            await self._record(room, who.viewer_id, "qa.upvote", {"question_id": question_id})
+        except BaseException:  # not recorded: take it back so the viewer may try again
+            await self._store.hincr(_key(room.id, "votes"), str(question_id), -1)
+            await self._store.srem(mine, str(question_id))
+            raise
+        await self._counters.add(room.id, room.scope, who.viewer_id, "upvotes")
+        return votes
+
+    async def unvote(self, room: Room, who: Principal, question_id: int) -> int:
+        """Take back an upvote; the new tally."""
+        await self._visible(room.id, question_id)
+        mine = _upvotes_key(room.id, who.viewer_id)
+        if not await self._store.srem(mine, str(question_id)):
+            raise Conflict("not_upvoted", "You have not upvoted this question.")
+        votes = await self._store.hincr(_key(room.id, "votes"), str(question_id), -1)
+        try:
+            await self._record(room, who.viewer_id, "qa.unvote", {"question_id": question_id})
+        except BaseException:
+            await self._store.hincr(_key(room.id, "votes"), str(question_id))
+            await self._store.sadd(mine, str(question_id))
+            raise
+        await self._counters.add(room.id, room.scope, who.viewer_id, "upvotes", -1)
+        return votes
+
+    async def upvoted(self, room_id: str, viewer_id: str) -> set[int]:
+        """The ids of the questions ``viewer_id`` upvoted."""
+        return {int(m) for m in await self._store.smembers(_upvotes_key(room_id, viewer_id))}
+
+    async def votes(self, room_id: str, question_ids: Iterable[int]) -> dict[int, int]:
+        raw = await self._store.hgetall(_key(room_id, "votes"))
+        return {qid: int(raw.get(str(qid), 0)) for qid in question_ids}
+
+    # -- staff -------------------------------------------------------------------
+
+    async def approve(self, room: Room, who: Principal, question_id: int) -> QuestionState:
+        state = await self._take_pending(room.id, question_id)
+        await self._store.sadd(_key(room.id, "open"), str(question_id))
+        await self._record(
+            room,
+            who.viewer_id,
+            "qa.approved",
+            {"question_id": question_id, "viewer_id": state.question.viewer_id},
+        )
+        await self._counters.add(room.id, room.scope, state.question.viewer_id, "questions")
+        return msgspec.structs.replace(state, status="open")
+
+    async def reject(self, room: Room, who: Principal, question_id: int) -> QuestionState:
+        state = await self._take_pending(room.id, question_id)
+        await self._store.hset(_key(room.id, "closed"), {str(question_id): "rejected"})
+        await self._record(
+            room,
+            who.viewer_id,
+            "qa.rejected",
+            {"question_id": question_id, "viewer_id": state.question.viewer_id},
+        )
+        return msgspec.structs.replace(state, status="rejected")
+
+    async def _take_pending(self, room_id: str, question_id: int) -> QuestionState:
+        state = await self.get(room_id, question_id)
+        if not await self._store.srem(_key(room_id, "pending"), str(question_id)):
+            raise NotFound("not_found", "No such question waiting for approval.")
+        return state
+
+    async def answer(self, room: Room, who: Principal, question_id: int) -> QuestionState:
+        """Mark a visible question answered (again: no change)."""
+        state = await self._visible(room.id, question_id)
+        if await self._store.sadd(_key(room.id, "answered"), str(question_id)):
+            await self._record(room, who.viewer_id, "qa.answered", {"question_id": question_id})
+        return msgspec.structs.replace(state, answered=True)
+
+    async def dismiss(
+        self, room: Room, who: Principal, question_id: int
+    ) -> tuple[QuestionState, bool]:
+        """Hide a visible question for good; the question, and whether it was the
+        highlighted one (nothing is highlighted then)."""
+        state = await self.get(room.id, question_id)
+        if not await self._store.srem(_key(room.id, "open"), str(question_id)):
+            raise _not_found()
+        await self._store.hset(_key(room.id, "closed"), {str(question_id): "dismissed"})
+        if state.highlighted:
+            await self._store.delete(_key(room.id, "highlight"))
+        await self._record(
+            room,
+            who.viewer_id,
+            "qa.dismissed",
+            {"question_id": question_id, "viewer_id": state.question.viewer_id},
+        )
+        dismissed = msgspec.structs.replace(state, status="dismissed", highlighted=False)
+        return dismissed, state.highlighted
+
+    async def highlight(
+        self, room: Room, who: Principal, question_id: int | None
+    ) -> QuestionState | None:
+        """Show one visible question over the video (replacing any other); None clears."""
+        key = _key(room.id, "highlight")
+        state: QuestionState | None = None
+        if question_id is None:
+            await self._store.delete(key)
+        else:
+            state = await self._visible(room.id, question_id)
+            await self._store.set(key, str(question_id))
+            state = msgspec.structs.replace(state, highlighted=True)
+        await self._record(room, who.viewer_id, "qa.highlighted", {"question_id": question_id})
+        return state
+
+    async def highlighted(self, room_id: str) -> QuestionState | None:
+        raw = await self._store.get(_key(room_id, "highlight"))
+        if raw is None:
+            return None
+        try:
+            state = await self.get(room_id, int(raw))
+        except NotFound:
+            return None
+        return state if state.visible else None
+
+    async def require_approval(self, room_id: str) -> bool:
+        return await self._store.hget(_key(room_id, "settings"), "require_approval") == "1"
+
+    async def set_require_approval(self, room: Room, who: Principal, required: bool) -> bool:
+        await self._store.hset(
+            _key(room.id, "settings"), {"require_approval": "1" if required else "0"}
+        )
+        await self._record(room, who.viewer_id, "qa.settings", {"require_approval": required})
+        return required
+
+    # -- reading -----------------------------------------------------------------
+
+    async def get(self, room_id: str, question_id: int) -> QuestionState:
+        """One question and where it stands; ``not_found`` if never asked here."""
+        field = str(question_id)
+        raw = await self._store.hget(_key(room_id, "q"), field)
+        if raw is None:
+            raise _not_found()
+        question = self._decoder.decode(raw)
+        if await self._store.sismember(_key(room_id, "open"), field):
+            status: Status = "open"
+        elif await self._store.sismember(_key(room_id, "pending"), field):
+            status = "pending"
+        elif await self._store.hget(_key(room_id, "closed"), field) == "rejected":
+            status = "rejected"
+        else:
+            status = "dismissed"
+        votes = await self._store.hget(_key(room_id, "votes"), field)
+        return QuestionState(
+            question,
+            status,
+            votes=int(votes or 0),
+            answered=await self._store.sismember(_key(room_id, "answered"), field),
+            highlighted=await self._store.get(_key(room_id, "highlight")) == field,
+        )
+
+    async def _visible(self, room_id: str, question_id: int) -> QuestionState:
+        state = await self.get(room_id, question_id)
+        if not state.visible:
+            raise _not_found()
+        return state
+
+    async def visible(self, room_id: str, sort: Sort = "votes") -> list[QuestionState]:
+        """The approved, not dismissed questions: most votes first (ties: oldest
+        first), or newest first."""
+        return _sorted(await self._in_set(room_id, "open"), sort)
+
+    async def queue(self, room_id: str) -> list[QuestionState]:
+        """The questions waiting for approval, oldest first."""
+        return sorted(await self._in_set(room_id, "pending"), key=lambda s: s.id)
+
+    async def _in_set(self, room_id: str, name: Literal["open", "pending"]) -> list[QuestionState]:
+        """Every question in one status set, read with a fixed number of store calls."""
+        ids = await self._store.smembers(_key(room_id, name))
+        if not ids:
+            return []
+        asked = await self._store.hgetall(_key(room_id, "q"))
+        votes = await self._store.hgetall(_key(room_id, "votes"))
+        answered = await self._store.smembers(_key(room_id, "answered"))
+        highlight = await self._store.get(_key(room_id, "highlight"))
+        return [
+            QuestionState(
+                self._decoder.decode(asked[field]),
+                name,
+                votes=int(votes.get(field, 0)),
+                answered=field in answered,
+                highlighted=field == highlight,
+            )
+            for field in ids
+            if field in asked
+        ]
+
+    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
+        await self._log.append(
+            NewEvent(
+                room=room.id,
+                kind=kind,
+                actor=actor,
+                data=data,
+                stream=room.stream.id if room.stream else None,
+                ts=self._clock(),
+            )
+        )
+
+
+def _checked_text(raw: str) -> str:
+    text = clean_text(raw)
+    if not text:
+        raise UserError("empty_question", "Type a question first.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UserError(
+            "question_too_long",
+            f"Questions are at most {MAX_QUESTION_CHARS} characters.",
+            max_chars=MAX_QUESTION_CHARS,
+        )
+    return text
+
+
+def _question_from(event: Event) -> Question:
+    reason = event.data.get("reason")
+    return Question(
+        id=event.id,
+        text=str(event.data["text"]),
+        viewer_id=event.actor,
+        name=str(event.data["name"]),
+        anonymous=bool(event.data["anonymous"]),
+        asked_at=event.ts,
+        held_by=reason if event.kind == HELD and reason in ("rule", "approval") else None,
+    )
+
+
+def _encode(question: Question) -> str:
+    return msgspec.json.encode(question).decode()
+
+
+def _sorted(states: list[QuestionState], sort: Sort) -> list[QuestionState]:
+    if sort == "recent":
+        return sorted(states, key=lambda s: -s.id)
+    return sorted(states, key=lambda s: (-s.votes, s.id))
+
+
+def question_view(
+    state: QuestionState,
+    *,
+    staff: bool,
+    caller: str | None = None,
+    upvoted: bool = False,
+) -> dict[str, object]:
+    """A question as sent on the wire.
+
+    The author (name and viewer id) is left out of anonymous questions unless
+    ``staff``. With a ``caller`` the view is that caller's: ``own`` and whether
+    they ``upvoted`` it.
+    """
+    q = state.question
+    view: dict[str, object] = {
+        "id": q.id,
+        "text": q.text,
+        "anonymous": q.anonymous,
+        "votes": state.votes,
+        "answered": state.answered,
+        "highlighted": state.highlighted,
+        "status": state.status,
+        "asked_at": q.asked_at,
+    }
+    if staff or not q.anonymous:
+        view["name"] = q.name
+        view["viewer_id"] = q.viewer_id
+    if staff:
+        view["held_by"] = q.held_by
+    if caller is not None:
+        view["own"] = caller == q.viewer_id
+        view["upvoted"] = upvoted
+    return view
+
+
+def similar_view(similar: Iterable[Similar]) -> list[dict[str, object]]:
+    return [{"id": s.id, "text": s.text, "votes": s.votes, "own": s.own} for s in similar]
