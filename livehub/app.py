@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from livehub.signaling.quiz_events import QuizEvents
 from livehub.signaling.replies import error_middleware
 from livehub.signaling.socket import attach, build_server, shutdown
 from livehub.signaling.whip import MEDIA, WhipEndpoints
+from livehub.tasks import cancel_and_wait
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DB_FILE = "livehub.db"
@@ -187,17 +187,7 @@ def _background(
     async def run(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(loop()) for loop in loops]
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            # Python 3.11's asyncio.wait_for, which redis-py sends every command
-            # through, can swallow a cancellation that races a finished send; the
-            # loop then runs on. Cancel again until the task has ended.
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.2)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await shutdown(sio)
         await services.log.close()
         await services.rooms.shutdown()

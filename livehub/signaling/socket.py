@@ -7,7 +7,6 @@ compressing each frame for each viewer costs more CPU than it saves here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ import socketio
 from aiohttp import web
 
 from livehub.settings import Settings
+from livehub.tasks import cancel_and_wait
 
 SOCKET_PATH = "/socket.io/"
 log = logging.getLogger("livehub.socket")
@@ -40,9 +40,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     async def close(self) -> None:
         task = getattr(self, "thread", None)
         if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         if self.pubsub is not None:
             await self.pubsub.aclose()
         for client in self._clients:
