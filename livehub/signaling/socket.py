@@ -12,6 +12,8 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
+from socketio import packet
 
 from livehub.settings import Settings
 from livehub.tasks import cancel_and_wait
@@ -20,7 +22,65 @@ SOCKET_PATH = "/socket.io/"
 log = logging.getLogger("livehub.socket")
 
 
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+MAX_BACKLOG_FRAMES = 50
+
+
+class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
+    """Room emits without a task per recipient.
+
+    python-socketio encodes a room emit once but then creates one task per
+    recipient, which dominates the cost of fanning a batch out to thousands of
+    viewers. Putting a packet on a socket's queue never blocks, so this awaits
+    the puts one after another instead. A viewer whose queue already holds
+    MAX_BACKLOG_FRAMES frames (several seconds behind) skips this one, so one
+    slow connection never grows memory without bound. Emits with a callback
+    keep the stock path. Relies on internals pinned by the exact
+    python-socketio/python-engineio versions in pyproject.toml.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped_frames = 0
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: str | None = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if callback is not None or namespace not in self.rooms:
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
+            return
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
+        encoded = self.server.packet_class(
+            packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        frames = [
+            eio_packet.Packet(eio_packet.MESSAGE, p)
+            for p in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in list(self.get_participants(namespace, room)):
+            socket = sockets.get(eio_sid)
+            if sid in skip or socket is None or socket.closed:
+                continue
+            if socket.queue.qsize() >= MAX_BACKLOG_FRAMES:
+                self.skipped_frames += 1
+                continue
+            for frame in frames:
+                await socket.send(frame)
+
+
+class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore[misc]
     """python-socketio's Redis manager, closable.
 
     The stock manager connects once for publishing and again for listening,
@@ -77,7 +137,7 @@ class LiveServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def build_server(settings: Settings) -> socketio.AsyncServer:
-    manager: Any = None
+    manager: Any = FastEmitManager()
     if settings.redis_url:
         manager = RedisManager(settings.redis_url, channel="livehub")
     return LiveServer(
