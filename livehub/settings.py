@@ -21,11 +21,13 @@ class Settings:
     admin_key: str | None = None
     public_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    ice_servers: tuple[str, ...] = ()
     tick_ms: int = 100
     max_danmaku_per_second: int = 30
     max_message_chars: int = 200
     max_frame_bytes: int = 64 * 1024
     token_ttl_seconds: int = 7 * 24 * 3600
+    retention_days: int = 0  # keep raw events and reports forever
     sqlite_synchronous: str = "FULL"
     demo: bool = True
     log_level: str = "INFO"
@@ -61,11 +63,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allowed-origins",
         help="comma-separated origins for the live socket (LIVEHUB_ALLOWED_ORIGINS)",
     )
+    parser.add_argument(
+        "--ice-server",
+        "--ice-servers",
+        dest="ice_servers",
+        action="append",
+        help="STUN/TURN URL for WebRTC peers, repeatable or comma-separated; none by default"
+        " (LIVEHUB_ICE_SERVERS)",
+    )
     parser.add_argument("--tick-ms", type=int, help="danmaku batch tick (LIVEHUB_TICK_MS)")
     parser.add_argument(
         "--max-danmaku-per-second",
         type=int,
         help="default per-viewer danmaku cap for new rooms, 0 = unlimited",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=int,
+        help="delete raw events and stored reports older than this, 0 = keep forever"
+        " (LIVEHUB_RETENTION_DAYS)",
     )
     parser.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"])
     parser.add_argument("--no-demo", dest="demo", action="store_const", const=False)
@@ -80,10 +96,13 @@ def _coerce(name: str, raw: Any) -> Any:
         "max_message_chars",
         "max_frame_bytes",
         "token_ttl_seconds",
+        "retention_days",
     ):
         value = int(raw)
         if name == "port" and not 0 <= value <= 65535:
             raise ValueError(f"port must be 0-65535, not {value}")
+        if name == "retention_days" and value < 0:
+            raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
     if name == "data_dir":
         return Path(raw)
@@ -91,9 +110,20 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(raw, tuple):
             return raw
         return tuple(o.strip().rstrip("/") for o in str(raw).split(",") if o.strip())
+    if name == "ice_servers":
+        return _ice_servers(raw)
     if name == "demo" and isinstance(raw, str):
         return raw.lower() not in ("0", "false", "no")
     return raw
+
+
+def _ice_servers(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    urls = tuple(u.strip() for item in items for u in str(item).split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+    return urls
 
 
 def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:

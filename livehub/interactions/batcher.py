@@ -24,14 +24,22 @@ class Batch(msgspec.Struct, frozen=True):
     dropped: int
 
 
-class _Pending:
-    __slots__ = ("budget", "deleted", "dirty", "messages")
+STATS_EVERY_SECONDS = 1.0
 
-    def __init__(self, budget: TickBudget) -> None:
+
+class _Pending:
+    __slots__ = ("budget", "deleted", "messages", "quiet_ticks", "stats_changed")
+
+    def __init__(self, budget: TickBudget, quiet_ticks: int) -> None:
         self.messages: list[ChatMessage] = []
         self.deleted: list[int] = []
-        self.dirty = False
+        self.stats_changed = False
+        self.quiet_ticks = quiet_ticks  # a new room's first change goes out at once
         self.budget = budget
+
+    @property
+    def has_news(self) -> bool:
+        return bool(self.messages or self.deleted)
 
 
 def _is_priority(message: ChatMessage) -> bool:
@@ -45,6 +53,7 @@ def _sender(message: ChatMessage) -> str:
 class Batcher:
     def __init__(self, tick_seconds: float, rng: random.Random | None = None) -> None:
         self._tick = tick_seconds
+        self._stats_every = max(1, round(STATS_EVERY_SECONDS / tick_seconds))
         self._rng = rng or random.Random()
         self._rooms: dict[str, _Pending] = {}
 
@@ -53,36 +62,40 @@ class Batcher:
         if pending is None or pending.budget.max_per_second != cap:
             budget = TickBudget(cap, self._tick)
             if pending is None:
-                pending = self._rooms[room] = _Pending(budget)
+                pending = self._rooms[room] = _Pending(budget, self._stats_every)
             pending.budget = budget
         return pending
 
     def add_message(self, room: str, cap: int, message: ChatMessage) -> None:
-        pending = self._room(room, cap)
-        pending.messages.append(message)
-        pending.dirty = True
+        self._room(room, cap).messages.append(message)
 
     def add_deleted(self, room: str, cap: int, message_id: int) -> None:
-        pending = self._room(room, cap)
-        pending.deleted.append(message_id)
-        pending.dirty = True
+        self._room(room, cap).deleted.append(message_id)
 
     def touch(self, room: str, cap: int) -> None:
-        """Something shown with the batch changed (likes, viewers): send a frame."""
-        self._room(room, cap).dirty = True
+        """A total shown with batches changed (likes, viewers).
+
+        Messages and deletions go out on the next tick and carry the totals;
+        a change of totals alone goes out at most once a second, so a join
+        storm or a like storm does not send every viewer ten frames a second.
+        """
+        self._room(room, cap).stats_changed = True
 
     def drain(self) -> list[Batch]:
-        """Everything due this tick, one batch per changed room."""
+        """Everything due this tick, one batch per room that has something to send."""
         batches = []
         for room, pending in self._rooms.items():
             budget = pending.budget.take()
-            if not pending.dirty:
+            pending.quiet_ticks += 1
+            stats_due = pending.stats_changed and pending.quiet_ticks >= self._stats_every
+            if not (pending.has_news or stats_due):
                 continue
             kept, dropped = sample_fair(pending.messages, budget, _sender, _is_priority, self._rng)
             batches.append(Batch(room, kept, pending.deleted, dropped))
             pending.messages = []
             pending.deleted = []
-            pending.dirty = False
+            pending.stats_changed = False
+            pending.quiet_ticks = 0
         return batches
 
     def forget(self, room: str) -> None:

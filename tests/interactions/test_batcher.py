@@ -187,3 +187,22 @@ def test_drained_lists_are_not_reused(batcher: Batcher) -> None:
     batcher.add_deleted("a", UNLIMITED, 10)
     assert batch.messages == [first]
     assert batch.deleted == [9]
+
+
+def test_totals_alone_go_out_at_most_once_a_second() -> None:
+    batcher = Batcher(tick_seconds=0.1, rng=random.Random(1))
+    frames = 0
+    for _ in range(50):  # five seconds of ticks, a like or a join on every one
+        batcher.touch("busy", UNLIMITED)
+        frames += len(batcher.drain())
+    assert frames == 5
+
+
+def test_messages_go_out_every_tick_and_reset_the_totals_clock() -> None:
+    batcher = Batcher(tick_seconds=0.1, rng=random.Random(1))
+    for i in range(10):
+        batcher.touch("busy", UNLIMITED)
+        batcher.add_message("busy", UNLIMITED, msg(f"v_{i}"))
+        assert len(batcher.drain()) == 1
+    batcher.touch("busy", UNLIMITED)
+    assert batcher.drain() == []

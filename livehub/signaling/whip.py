@@ -1,0 +1,272 @@
+"""WHIP ingest and WHEP playback (RFC 9725 and its playback twin) over the forwarding relay.
+
+Endpoints ``/whip/{room}`` (publish, host token) and ``/whep/{room}`` (play, any
+token of the room); sessions at ``/whip/{room}/{session}`` and
+``/whep/{room}/{session}``. POST an SDP offer -> 201 with the answer, Location
+and ETag; PATCH trickled candidates -> 204; DELETE -> 200; OPTIONS -> 204
+without a token (CORS preflight); anything else -> 405. Errors are the usual
+JSON body ``{"code", "message"}``. Going live over WHIP starts the room's
+stream; the publisher leaving ends it (see ``livehub.media.sessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import ClassVar, Literal
+
+from aiohttp import web
+
+from livehub.errors import Conflict, Forbidden, LivehubError, NotFound
+from livehub.media.sdp import MAX_SDP_BYTES, BadSdp, parse_offer, parse_sdpfrag
+from livehub.media.sessions import MediaConfig, MediaSessions, Session
+from livehub.signaling.auth import bearer_of
+from livehub.signaling.context import Services
+from livehub.signaling.live import LiveNamespace
+from livehub.signaling.replies import http_error
+
+log = logging.getLogger("livehub.whip")
+
+MEDIA = web.AppKey("media", MediaSessions)
+SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+Direction = Literal["whip", "whep"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Patch, Accept-Post",
+    "Access-Control-Max-Age": "86400",
+}
+ENDPOINT_METHODS = "OPTIONS, POST"
+SESSION_METHODS = "OPTIONS, PATCH, DELETE"
+
+
+class MethodNotAllowed(LivehubError):
+    status = 405
+
+
+class UnsupportedMediaType(LivehubError):
+    status = 415
+
+
+class PreconditionFailed(LivehubError):
+    status = 412
+
+
+class WhipEndpoints:
+    """The HTTP edge of media: authorises, validates, and hands over to ``MediaSessions``."""
+
+    cors: ClassVar[dict[str, str]] = CORS
+
+    def __init__(self, services: Services, live: LiveNamespace, config: MediaConfig) -> None:
+        self._s = services
+        self._live = live
+        self.sessions = MediaSessions(config, self._stream_ended)
+
+    def routes(self) -> list[web.RouteDef]:
+        routes: list[web.RouteDef] = []
+        for direction, post in (("whip", self.publish), ("whep", self.play)):
+            endpoint = f"/{direction}/{{room}}"
+            session = f"/{direction}/{{room}}/{{session}}"
+            routes += [
+                web.options(endpoint, self._guard(self._preflight(ENDPOINT_METHODS))),
+                web.post(endpoint, self._guard(post)),
+                web.route("*", endpoint, self._guard(self._not_allowed(ENDPOINT_METHODS))),
+                web.options(session, self._guard(self._preflight(SESSION_METHODS))),
+                web.patch(session, self._guard(self.patch)),
+                web.delete(session, self._guard(self.delete)),
+                web.route("*", session, self._guard(self._not_allowed(SESSION_METHODS))),
+            ]
+        return routes
+
+    async def cleanup(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: the watchdog while serving, every peer closed after."""
+        watchdog = asyncio.create_task(self.sessions.run())
+        yield
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        await self.sessions.close_all()
+
+    # WHIP
+
+    async def publish(self, request: web.Request) -> web.StreamResponse:
+        room = await self._s.rooms.get_open(request.match_info["room"])
+        actor = self._s.auth.require_staff(_bearer(request), room, host_only=True)
+        _require_type(request, SDP)
+        offer = parse_offer(await _read_capped(request), "publish")
+        session = await self.sessions.publish(room.id, actor, offer)
+        try:
+            await self._go_live(room.id, actor)
+        except BaseException:
+            await self.sessions.abort(session)
+            raise
+        return self._created("whip", session)
+
+    async def _go_live(self, room_id: str, actor: str) -> None:
+        room = await self._s.rooms.get_open(room_id)
+        if room.live:
+            return  # a stream started over REST, or a publisher back within its grace period
+        try:
+            live, _ = await self._s.rooms.start_stream(room_id, actor)
+        except Conflict as exc:
+            if exc.code != "already_live":
+                raise
+            return
+        await self._live.emit("room", live.public_view(), room=f"room:{room_id}")
+
+    async def _stream_ended(self, room_id: str, actor: str) -> None:
+        if self.sessions.publisher(room_id) is not None:
+            return  # a new publisher took the room over while the old one was ending
+        try:
+            stopped = await self._s.rooms.stop_stream(room_id, actor)
+        except Conflict:
+            return  # already stopped (over REST, or the room was closed)
+        await self._live.emit("room", stopped.public_view(), room=f"room:{room_id}")
+
+    # WHEP
+
+    async def play(self, request: web.Request) -> web.StreamResponse:
+        room = await self._s.rooms.get_open(request.match_info["room"])
+        owner = await self._viewer(request, room.id)
+        if not room.live:
+            raise Conflict("not_live", "The room is not live.")
+        _require_type(request, SDP)
+        offer = parse_offer(await _read_capped(request), "play")
+        session = await self.sessions.play(room.id, owner, offer)
+        return self._created("whep", session)
+
+    async def _viewer(self, request: web.Request, room_id: str) -> str:
+        """Who plays: any token of the room (or the admin key); banned viewers may not."""
+        bearer = _bearer(request)
+        if self._s.auth.is_admin(bearer):
+            return "admin"
+        room = await self._s.rooms.get(room_id)
+        who = self._s.auth.principal(bearer, room)
+        if not who.is_staff and await self._s.moderation.is_banned(room_id, who.viewer_id):
+            raise Forbidden("banned", "You are banned from this room.")
+        return who.viewer_id
+
+    # sessions
+
+    async def patch(self, request: web.Request) -> web.StreamResponse:
+        session, _ = await self._owned_session(request)
+        _require_type(request, SDPFRAG)
+        match = request.headers.get("If-Match")
+        if match is not None and match.strip() not in ("*", session.etag):
+            raise PreconditionFailed("etag_mismatch", "If-Match does not match this session.")
+        frag = parse_sdpfrag(await _read_capped(request))
+        await self.sessions.add_candidates(session, frag)
+        return web.Response(status=204, headers={**CORS, "ETag": session.etag})
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        session, actor = await self._owned_session(request)
+        await self.sessions.end(session, actor)
+        return web.Response(status=200, headers=CORS)
+
+    async def _owned_session(self, request: web.Request) -> tuple[Session, str]:
+        """The session named in the path, if the caller may touch it; and who the caller is."""
+        direction = request.path.split("/")[1]
+        room = await self._s.rooms.get(request.match_info["room"])
+        bearer = _bearer(request)
+        if direction == "whip":
+            actor = self._s.auth.require_staff(bearer, room, host_only=True)
+            staff = True
+        elif self._s.auth.is_admin(bearer):
+            actor, staff = "admin", True
+        else:
+            who = self._s.auth.principal(bearer, room)
+            actor, staff = who.viewer_id, who.is_staff
+        session = self.sessions.get(request.match_info["session"])
+        wanted = "publisher" if direction == "whip" else "viewer"
+        if session is None or session.room != room.id or session.role != wanted:
+            raise NotFound("session_not_found", "No such session (it may have ended).")
+        if not staff and actor != session.owner:
+            raise Forbidden("not_your_session", "This session belongs to someone else.")
+        return session, actor
+
+    # responses
+
+    def _created(self, direction: Direction, session: Session) -> web.Response:
+        response = web.Response(
+            status=201,
+            body=session.answer.encode(),
+            content_type=SDP,
+            headers={
+                **CORS,
+                "Location": f"/{direction}/{session.room}/{session.id}",
+                "ETag": session.etag,
+                "Accept-Patch": SDPFRAG,
+            },
+        )
+        for url in self.sessions.config.ice_servers:
+            response.headers.add("Link", f'<{url}>; rel="ice-server"')
+        return response
+
+    @staticmethod
+    def _preflight(methods: str) -> Handler:
+        async def preflight(request: web.Request) -> web.StreamResponse:
+            headers = {**CORS, "Access-Control-Allow-Methods": methods, "Allow": methods}
+            if "POST" in methods:
+                headers["Accept-Post"] = SDP
+            else:
+                headers["Accept-Patch"] = SDPFRAG
+            return web.Response(status=204, headers=headers)
+
+        return preflight
+
+    @staticmethod
+    def _not_allowed(methods: str) -> Handler:
+        async def not_allowed(request: web.Request) -> web.StreamResponse:
+            raise MethodNotAllowed(
+                "method_not_allowed", f"{request.method} is not allowed here; use {methods}."
+            )
+
+        return not_allowed
+
+    @staticmethod
+    def _guard(handler: Handler) -> Handler:
+        """Errors become the usual JSON body, with the CORS headers a browser client needs."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except LivehubError as err:
+                log.info("%s %s -> %s %s", request.method, request.path, err.status, err.code)
+                response = http_error(err)
+                response.headers.update(CORS)
+                if isinstance(err, MethodNotAllowed):
+                    is_session = request.match_info.get("session") is not None
+                    response.headers["Allow"] = SESSION_METHODS if is_session else ENDPOINT_METHODS
+                return response
+
+        return guarded
+
+
+def _bearer(request: web.Request) -> str | None:
+    return bearer_of(request.headers.get("Authorization"))
+
+
+def _require_type(request: web.Request, wanted: str) -> None:
+    if request.content_type != wanted:
+        raise UnsupportedMediaType(
+            "unsupported_media_type", f"Send the body as {wanted}, not {request.content_type}."
+        )
+
+
+async def _read_capped(request: web.Request) -> bytes:
+    """The body, refusing more than ``MAX_SDP_BYTES`` without reading it all."""
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise BadSdp(f"The body is larger than {MAX_SDP_BYTES // 1024} KiB.")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(16 * 1024):
+        size += len(chunk)
+        if size > MAX_SDP_BYTES:
+            raise BadSdp(f"The body is larger than {MAX_SDP_BYTES // 1024} KiB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
