@@ -44,9 +44,11 @@ from livehub.signaling.moderation_events import ModerationEvents
 from livehub.signaling.offer_events import OfferEvents
 from livehub.signaling.pages import Pages, security_headers
 from livehub.signaling.poll_events import PollEvents
+from livehub.signaling.privacy_api import PrivacyApi
 from livehub.signaling.question_events import QuestionEvents
 from livehub.signaling.quiz_events import QuizEvents
 from livehub.signaling.replies import error_middleware
+from livehub.signaling.report_api import ReportApi
 from livehub.signaling.socket import attach, build_server, shutdown
 from livehub.signaling.whip import MEDIA, WhipEndpoints
 from livehub.tasks import cancel_and_wait
@@ -117,6 +119,7 @@ async def create_app(settings: Settings) -> web.Application:
         services.presence,
         services.counters,
         settings.tick_ms / 1000,
+        services.log,
     )
     live = LiveNamespace(services, fanout)
     ChatEvents(services, live)
@@ -168,12 +171,21 @@ async def create_app(settings: Settings) -> web.Application:
     app[MEDIA] = media.sessions
     api = RestApi(services, live, node_id=secrets.token_hex(4))
     app.add_routes(api.routes())
+    reports = await ReportApi.create(services, settings.data_dir / DB_FILE)
+    api.on_stream_stopped.append(reports.stream_stopped)
+    app.add_routes(reports.routes())
+    privacy = PrivacyApi.build(services, settings.data_dir / DB_FILE, reports.reports)
+    if settings.retention_days > 0:
+        loops.append(privacy.purge_forever)  # purges once at start, then daily
     app.add_routes(draws.routes())
     app.add_routes(offers.routes())
     app.add_routes(media.routes())
+    app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
     app.cleanup_ctx.append(_background(sio, loops, services))
+    # After _background, so it is cleaned up first: report builds stop while the log is open.
+    app.cleanup_ctx.append(reports.reports.lifecycle)
     # After _background, so it is cleaned up first: streams end while the log is open.
     app.cleanup_ctx.append(media.cleanup)
     return app

@@ -1,10 +1,11 @@
-"""The ``livehub`` command: serve, token, verify-draw."""
+"""The ``livehub`` command: serve, token, verify-draw, report."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 from aiohttp import web
 
 from livehub import settings as settings_mod
-from livehub.app import SERVICES, STARTUP, create_app
+from livehub.app import DB_FILE, SERVICES, STARTUP, create_app
 from livehub.errors import LivehubError
 from livehub.interactions import draw_proof
+from livehub.reports import command as report_command
 from livehub.rooms import tokens
 from livehub.settings import Settings
 
@@ -42,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify-draw", help="check a prize draw transcript (prints OK or FAILED)"
     )
     verify.add_argument("transcript", help="the transcript JSON file ('-' for stdin)")
+    report = commands.add_parser("report", help="write a stream's engagement report")
+    report_command.add_arguments(report)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        data_dir = settings_mod.load(argparse.Namespace(data_dir=args.data_dir)).data_dir
+        return report_command.run(args, data_dir / DB_FILE)
     if args.command == "verify-draw":
         return _verify_draw(args.transcript)
     if args.command == "serve":
@@ -50,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings_mod.load(args)
         except ValueError as exc:  # e.g. LIVEHUB_PORT=abc: a usage error, not a traceback
             serve.error(str(exc))
+        if settings.tls:
+            try:
+                tls_context(settings)  # unreadable or mismatched files: refuse before starting
+            except (OSError, ssl.SSLError) as exc:
+                serve.error(f"--tls-cert/--tls-key: {exc}")
         return _serve(settings)
     return _token(args)
 
@@ -110,9 +122,23 @@ def _serve(settings: Settings) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(
-        _start(settings), host=settings.host, port=settings.port, print=None, access_log=None
+        _start(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=tls_context(settings) if settings.tls else None,
+        print=None,
+        access_log=None,
     )
     return 0
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The server's TLS context from ``--tls-cert`` and ``--tls-key`` (PEM files)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
 
 
 async def _start(settings: Settings) -> web.Application:
@@ -152,3 +178,7 @@ async def _print_demo(app: web.Application, settings: Settings) -> None:
     print(f"  viewer:    {base}/watch/{room.id}", flush=True)
     print(f"  moderator: {base}/moderate/{room.id}#token={mod}", flush=True)
     print(f"  host:      {base}/moderate/{room.id}#token={host}", flush=True)
+    print(f"  studio:    {base}/studio/{room.id}#token={host}", flush=True)
+    print("publish from OBS (Settings > Stream > Service: WHIP):", flush=True)
+    print(f"  WHIP URL: {base}/whip/{room.id}", flush=True)
+    print(f"  Bearer token: {host}", flush=True)

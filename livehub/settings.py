@@ -22,6 +22,8 @@ class Settings:
     public_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
     ice_servers: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     tick_ms: int = 100
     max_danmaku_per_second: int = 30
     max_message_chars: int = 200
@@ -38,7 +40,13 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """Serve HTTPS directly (both a certificate and its key are given)."""
+        return self.tls_cert is not None and self.tls_key is not None
 
     @property
     def origins(self) -> list[str]:
@@ -70,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="STUN/TURN URL for WebRTC peers, repeatable or comma-separated; none by default"
         " (LIVEHUB_ICE_SERVERS)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key (LIVEHUB_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key", help="the PEM private key of --tls-cert (LIVEHUB_TLS_KEY)"
     )
     parser.add_argument("--tick-ms", type=int, help="danmaku batch tick (LIVEHUB_TICK_MS)")
     parser.add_argument(
@@ -104,7 +119,9 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "retention_days" and value < 0:
             raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
-    if name == "data_dir":
+    if name in ("tls_cert", "tls_key") and not str(raw).strip():
+        raise ValueError("must be the path of a PEM file")
+    if name in ("data_dir", "tls_cert", "tls_key"):
         return Path(raw)
     if name == "allowed_origins":
         if isinstance(raw, tuple):
@@ -146,4 +163,9 @@ def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = No
                 values[f.name] = _coerce(f.name, raw)
             except ValueError as exc:
                 raise ValueError(f"{source}: {exc}") from exc
+    if ("tls_cert" in values) != ("tls_key" in values):
+        raise ValueError(
+            "--tls-cert and --tls-key (LIVEHUB_TLS_CERT, LIVEHUB_TLS_KEY) go together: "
+            "give both or neither"
+        )
     return Settings(**values)

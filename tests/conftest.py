@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from processes import NodeClients, ProcessGroup, TwoNodes
 from redis_server import RedisProcess, start_redis
 from support import Server, make_settings, start_server, stop_server
 
@@ -50,3 +51,30 @@ async def memory_server(tmp_path: Path) -> AsyncIterator[Server]:
     srv = await start_server(make_settings(tmp_path / "data"))
     yield srv
     await stop_server(srv)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Server processes (``python -m livehub serve``), every one stopped in teardown."""
+    group = ProcessGroup(tmp_path / "logs")
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+async def node_clients(procs: ProcessGroup) -> AsyncIterator[NodeClients]:
+    """Clients of those processes, closed before the processes stop (hence ``procs``)."""
+    made = NodeClients()
+    yield made
+    await made.close_all()
+
+
+@pytest.fixture
+def two_nodes(procs: ProcessGroup, redis_url: str, tmp_path: Path) -> TwoNodes:
+    """Two server processes sharing one Redis and one data directory, ``tmp_path / "data"``."""
+    data = tmp_path / "data"
+    a = procs.serve(data, redis_url=redis_url)
+    b = procs.serve(data, redis_url=redis_url)
+    return a, b

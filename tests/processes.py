@@ -1,7 +1,8 @@
 """Run the real server as separate OS processes (``python -m livehub serve``).
 
-Not a fixture: test modules wrap ``ProcessGroup`` in their own fixtures so every
-process they start is killed in teardown, whatever the test did.
+Not a fixture: ``tests/conftest.py`` wraps ``ProcessGroup`` and ``NodeClients`` in
+the ``procs``, ``node_clients`` and ``two_nodes`` fixtures, so every process a test
+starts is killed in teardown, whatever the test did.
 
 Each process writes stdout and stderr to files (a pipe nobody reads would fill
 and stall the server); ``ServerProcess.stdout()`` and ``stderr()`` read them.
@@ -10,6 +11,7 @@ and stall the server); ``ServerProcess.stdout()`` and ``stderr()`` read them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support import ADMIN_KEY, SECRET, free_port
+from support import ADMIN_KEY, SECRET, LiveClient, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0
@@ -254,6 +256,27 @@ class ProcessGroup:
                 server.process.wait(timeout=STOP_TIMEOUT)
 
 
+TwoNodes = tuple[ServerProcess, ServerProcess]
+
+
+class NodeClients(list[LiveClient]):
+    """Socket.IO clients of server processes, to close before the processes stop."""
+
+    async def connect(
+        self, node: ServerProcess, room: str, token: str, *, last_event_id: int | None = None
+    ) -> LiveClient:
+        """A client of ``node``'s ``room``, kept here before it connects (a refused one too)."""
+        client = LiveClient(node.url, room, token, last_event_id)
+        self.append(client)
+        await client.connect()
+        return client
+
+    async def close_all(self) -> None:
+        for client in self:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 5)
+
+
 async def api(
     base_url: str,
     method: str,
@@ -275,3 +298,12 @@ async def api(
         except ValueError:
             body = None
         return resp.status, body
+
+
+async def create_room(base_url: str, room_id: str, title: str, **body: Any) -> dict[str, Any]:
+    """POST /api/rooms to a server process with the admin key; the room must be created."""
+    status, created = await api(
+        base_url, "POST", "/api/rooms", json={"id": room_id, "title": title, **body}
+    )
+    assert status == 201, created
+    return dict(created)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 from aiohttp import web
 
@@ -44,6 +45,21 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def mint_token(
+    room: str, role: str = "viewer", name: str = "Ann", viewer_id: str | None = None, **kw: Any
+) -> str:
+    """A token signed with the test servers' secret."""
+    token, _, _ = tokens.mint(
+        SECRET,
+        room=room,
+        role=role,  # type: ignore[arg-type]
+        name=name,
+        viewer_id=viewer_id,
+        **kw,
+    )
+    return token
 
 
 @dataclass
@@ -97,15 +113,7 @@ class Server:
         viewer_id: str | None = None,
         **kw: Any,
     ) -> str:
-        token, _, _ = tokens.mint(
-            SECRET,
-            room=room,
-            role=role,
-            name=name,  # type: ignore[arg-type]
-            viewer_id=viewer_id,
-            **kw,
-        )
-        return token
+        return mint_token(room, role, name, viewer_id, **kw)
 
     async def client(
         self,
@@ -212,6 +220,45 @@ class LiveClient:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+async def new_room(server: Server) -> str:
+    """A new room's id."""
+    created = await server.create_room()
+    return str(created["room"]["id"])
+
+
+def vid(client: LiveClient) -> str:
+    return str(client.welcome["you"]["viewer_id"])
+
+
+def ok(ack: dict[str, Any]) -> dict[str, Any]:
+    assert ack["ok"] is True, ack
+    return ack
+
+
+def error_of(ack: dict[str, Any]) -> dict[str, Any]:
+    assert ack["ok"] is False, ack
+    return dict(ack["error"])
+
+
+def error_code(ack: dict[str, Any]) -> str:
+    return str(error_of(ack)["code"])
+
+
+def refusal_code(refused: pytest.ExceptionInfo[Refused]) -> str:
+    """The error code in a refused connect (the body is the ``data`` of connect_error)."""
+    data = refused.value.data
+    assert isinstance(data, dict) and isinstance(data.get("data"), dict), data
+    return str(data["data"]["code"])
+
+
+async def wait_disconnected(client: LiveClient, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while client.sio.connected and "/live" in client.sio.namespaces:
+        assert loop.time() < deadline, "the server did not disconnect the socket"
+        await asyncio.sleep(0.02)
 
 
 async def start_server(settings: Settings) -> Server:

@@ -7,23 +7,22 @@ stderr are what the operator sees.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from processes import (
     REPO_ROOT,
+    NodeClients,
     ProcessGroup,
     ServerProcess,
     api,
     run_livehub_async,
 )
-from support import ADMIN_KEY, SECRET, LiveClient, Refused, free_port
+from support import ADMIN_KEY, SECRET, Refused, free_port
 
 from livehub import cli
 from livehub.errors import Forbidden
@@ -35,24 +34,6 @@ VIEWER_ONLY = frozenset({"viewer"})
 LINK = re.compile(r"^\s+(viewer|moderator|host):\s+(\S+)\s*$")
 ADMIN_LINE = re.compile(r"^admin key \(shown once; kept in (.+)\): (\S+)$")
 ROOM_KEY = "room-key-0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
 
 
 def serve_bare(procs: ProcessGroup, data: Path, *extra: str) -> ServerProcess:
@@ -131,6 +112,11 @@ async def test_first_start_prints_admin_key_once_and_demo_links(
     mod = tokens.verify(token_in(links["moderator"]), keys, "demo")
     host = tokens.verify(token_in(links["host"]), keys, "demo")
     assert (mod.role, host.role) == ("moderator", "host")
+    lines = stdout.splitlines()
+    host_token = token_in(links["host"])
+    assert f"  studio:    {first.url}/studio/demo#token={host_token}" in lines, stdout
+    assert f"  WHIP URL: {first.url}/whip/demo" in lines, stdout
+    assert f"  Bearer token: {host_token}" in lines, stdout
     with pytest.raises(Forbidden):
         tokens.verify(token_in(links["moderator"]), keys, "other")
 
@@ -159,7 +145,7 @@ async def test_first_start_prints_admin_key_once_and_demo_links(
 
 @pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
 async def test_tokens_stay_out_of_the_logs(
-    procs: ProcessGroup, clients: list[LiveClient], tmp_path: Path, log_level: str
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path, log_level: str
 ) -> None:
     data = tmp_path / "data"
     server = serve_bare(procs, data, "--log-level", log_level)
@@ -168,14 +154,10 @@ async def test_tokens_stay_out_of_the_logs(
     host, _, _ = tokens.mint(secret, room="demo", role="host", name="Hal")
     forged, _, _ = tokens.mint(SECRET, room="demo", role="host", name="Eve")
 
-    ann = LiveClient(server.url, "demo", viewer)
-    clients.append(ann)
-    await ann.connect()
+    ann = await node_clients.connect(server, "demo", viewer)
     assert ann.welcome["you"]["role"] == "viewer"
-    eve = LiveClient(server.url, "demo", forged)
-    clients.append(eve)
     with pytest.raises(Refused):
-        await eve.connect()
+        await node_clients.connect(server, "demo", forged)
     status, body = await api(server.url, "POST", "/api/rooms/demo/streams", token=host)
     assert status == 201, body
     status, body = await api(server.url, "POST", "/api/rooms/demo/streams", token=forged)
@@ -246,7 +228,7 @@ def test_token_key_defaults(
 
 
 async def test_token_command_against_a_running_server(
-    procs: ProcessGroup, clients: list[LiveClient], tmp_path: Path
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     server = serve_bare(procs, data, "--no-demo", "--admin-key", ADMIN_KEY)
@@ -272,22 +254,16 @@ async def test_token_command_against_a_running_server(
     for done in (pat_done, mo_done, fake_done):
         assert done.returncode == 0, done.stderr
 
-    pat = LiveClient(server.url, "paid", pat_done.stdout.strip())
-    clients.append(pat)
-    await pat.connect()
+    pat = await node_clients.connect(server, "paid", pat_done.stdout.strip())
     assert pat.welcome["you"]["name"] == "Pat" and pat.welcome["you"]["role"] == "viewer"
 
-    mo = LiveClient(server.url, "paid", mo_done.stdout.strip())
-    clients.append(mo)
-    await mo.connect()
+    mo = await node_clients.connect(server, "paid", mo_done.stdout.strip())
     assert mo.welcome["you"]["role"] == "moderator"
     stats = await mo.call("mod_stats", {})
     assert stats["ok"] is True and stats["viewers"] == 2, stats
 
-    fake = LiveClient(server.url, "paid", fake_done.stdout.strip())
-    clients.append(fake)
     with pytest.raises(Refused) as refused:
-        await fake.connect()
+        await node_clients.connect(server, "paid", fake_done.stdout.strip())
     assert refusal_code(refused.value.data) == "forbidden", refused.value.data
 
 

@@ -18,8 +18,9 @@ from livehub.interactions.messages import ChatMessage, Draft
 from livehub.interactions.moderation import Moderation
 from livehub.interactions.normalise import clean_text, compact, skeleton
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import room_event
 from livehub.rooms.store import StateStore
 
 REPEAT_WINDOW_SECONDS = 30.0
@@ -148,16 +149,9 @@ class ChatService:
             "color": draft.color.lower(),
             "offset_ms": offset,
         }
+        kind = "chat.held" if held else "chat.message"
         event, created = await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="chat.held" if held else "chat.message",
-                actor=who.viewer_id,
-                data=body,
-                stream=room.stream.id if room.stream else None,
-                client_id=draft.client_id,
-                ts=now,
-            )
+            room_event(room, kind, who.viewer_id, body, ts=now, client_id=draft.client_id)
         )
         message = ChatMessage.from_event(event)
         if created and not held:

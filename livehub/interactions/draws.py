@@ -32,9 +32,10 @@ from livehub.interactions import draw_proof as proof
 from livehub.interactions.moderation import Moderation
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters, ViewerCounter
-from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import STAFF_ROLES, Principal, Room
 from livehub.rooms.presence import Presence
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
@@ -204,6 +205,7 @@ class DrawService:
         self._presence = presence
         self._moderation = moderation
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._decoder = msgspec.json.Decoder(Draw)
         self._frozen_decoder = msgspec.json.Decoder(Frozen)
 
@@ -274,22 +276,19 @@ class DrawService:
             raise UserError("too_many_draws", f"A room has at most {MAX_DRAWS_PER_ROOM} draws.")
         now = self._clock()
         draw_id = "d_" + secrets.token_hex(5)
-        event, _ = await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="draw.created",
-                actor=who.viewer_id,
-                data={
-                    "draw_id": draw_id,
-                    "prize": prize,
-                    "winners_count": winners,
-                    "rule": msgspec.to_builtins(rule),
-                    "window_seconds": window_seconds,
-                    "closes_at": now + window_seconds,
-                },
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
+        event, _ = await self._record(
+            room,
+            who.viewer_id,
+            "draw.created",
+            {
+                "draw_id": draw_id,
+                "prize": prize,
+                "winners_count": winners,
+                "rule": msgspec.to_builtins(rule),
+                "window_seconds": window_seconds,
+                "closes_at": now + window_seconds,
+            },
+            now,
         )
         draw = Draw(
             id=draw_id,
@@ -329,16 +328,12 @@ class DrawService:
             frozen = await self._wait_frozen(draw)
             if frozen is None or who.viewer_id not in frozen.names:
                 raise UserError("draw_closed", "This draw is closed.")
-        _, created = await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="draw.entered",
-                actor=who.viewer_id,
-                data={"draw_id": draw.id, "name": who.name},
-                stream=room.stream.id if room.stream else None,
-                client_id=entry_client_id(draw.id),
-                ts=self._clock(),
-            )
+        _, created = await self._record(
+            room,
+            who.viewer_id,
+            "draw.entered",
+            {"draw_id": draw.id, "name": who.name},
+            client_id=entry_client_id(draw.id),
         )
         if not created:
             raise Conflict("already_entered", "You have already entered this draw.")
@@ -399,21 +394,18 @@ class DrawService:
         for start in range(0, len(frozen.entrants), 1000):
             await self._store.sadd(members, *frozen.entrants[start : start + 1000])
         e_hash = proof.entrants_hash(frozen.entrants)
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="draw.closed",
-                actor=actor,
-                data={
-                    "draw_id": draw.id,
-                    "entrant_count": len(frozen.entrants),
-                    "entrants_hash": e_hash,
-                    "entrants": frozen.entrants,
-                    "names": frozen.names,
-                },
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
+        await self._record(
+            room,
+            actor,
+            "draw.closed",
+            {
+                "draw_id": draw.id,
+                "entrant_count": len(frozen.entrants),
+                "entrants_hash": e_hash,
+                "entrants": frozen.entrants,
+                "names": frozen.names,
+            },
+            now,
         )
         closed = msgspec.structs.replace(
             draw,
@@ -547,21 +539,18 @@ class DrawService:
         s_hash = proof.seed_hash(seed)
         digest = proof.commitment(e_hash, s_hash)
         now = self._clock()
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="draw.committed",
-                actor=who.viewer_id,
-                data={
-                    "draw_id": draw.id,
-                    "entrant_count": len(frozen.entrants),
-                    "entrants_hash": e_hash,
-                    "seed_hash": s_hash,
-                    "commitment": digest,
-                },
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
+        await self._record(
+            room,
+            who.viewer_id,
+            "draw.committed",
+            {
+                "draw_id": draw.id,
+                "entrant_count": len(frozen.entrants),
+                "entrants_hash": e_hash,
+                "seed_hash": s_hash,
+                "commitment": digest,
+            },
+            now,
         )
         committed = msgspec.structs.replace(
             draw,
@@ -609,15 +598,8 @@ class DrawService:
         await self._store.set(
             _key(room.id, draw.id, "transcript"), _json(record), TRANSCRIPT_CACHE_SECONDS
         )
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="draw.revealed",
-                actor=who.viewer_id,
-                data={"draw_id": draw.id, "transcript": record},
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
+        await self._record(
+            room, who.viewer_id, "draw.revealed", {"draw_id": draw.id, "transcript": record}, now
         )
         revealed = msgspec.structs.replace(
             draw, status="revealed", seed=seed, winners=winners, revealed_at=now

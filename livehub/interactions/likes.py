@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from livehub.errors import ProtocolError, RateLimited
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 MAX_LIKES_PER_EVENT = 50
@@ -25,9 +26,9 @@ class Likes:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._log = log
         self._counters = counters
         self._clock = clock
+        self._record = Recorder(log, clock)
 
     async def like(self, room: Room, who: Principal, count: int) -> int:
         """Record ``count`` likes; returns the room's total for the current stream."""
@@ -39,15 +40,6 @@ class Likes:
         )
         if wait:
             raise RateLimited("Too many likes; slow down.", wait)
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="like",
-                actor=who.viewer_id,
-                data={"count": count},
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
-        )
+        await self._record(room, who.viewer_id, "like", {"count": count}, now)
         await self._counters.add(room.id, room.scope, who.viewer_id, "likes", count)
         return await self._counters.add_room(room.id, room.scope, "likes", count)

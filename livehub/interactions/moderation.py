@@ -14,8 +14,9 @@ from livehub.errors import Forbidden, NotFound, ProtocolError, UserError
 from livehub.interactions.messages import MESSAGE_KINDS, ChatMessage
 from livehub.interactions.rules import Rule, RuleChain, validate_rule
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
@@ -52,6 +53,7 @@ class Moderation:
         self._repo = repo
         self._counters = counters
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._chains: dict[tuple[str, int], RuleChain] = {}
 
     # -- checks on every message -------------------------------------------------
@@ -263,18 +265,6 @@ class Moderation:
         )
         await self._record(room, actor.viewer_id, "mod.pause", {"paused": paused})
         return updated
-
-    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=actor,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                ts=self._clock(),
-            )
-        )
 
 
 def _encode(message: ChatMessage) -> str:

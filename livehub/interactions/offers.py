@@ -22,8 +22,9 @@ import msgspec
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound, ProtocolError, UserError
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 MAX_TITLE_CHARS = 80
@@ -152,9 +153,9 @@ class OfferService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._log = log
         self._counters = counters
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._decoder = msgspec.json.Decoder(Offer)
 
     async def get(self, room_id: str, offer_id: str) -> Offer:
@@ -236,16 +237,12 @@ class OfferService:
         clicked = clicked_key(room.id, offer.id, who.viewer_id)
         if not await self._store.set_if_absent(clicked, "1", CLICK_KEY_SECONDS):
             return offer, False
-        _, created = await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind="offer.click",
-                actor=who.viewer_id,
-                data={"offer_id": offer.id},
-                stream=room.stream.id if room.stream else None,
-                client_id=click_client_id(offer.id),
-                ts=self._clock(),
-            )
+        _, created = await self._record(
+            room,
+            who.viewer_id,
+            "offer.click",
+            {"offer_id": offer.id},
+            client_id=click_client_id(offer.id),
         )
         if not created:
             return offer, False
@@ -264,18 +261,4 @@ class OfferService:
     async def _save(self, offer: Offer) -> None:
         await self._store.hset(
             _offers_key(offer.room), {offer.id: msgspec.json.encode(offer).decode()}
-        )
-
-    async def _record(
-        self, room: Room, actor: str, kind: str, data: dict[str, Any], now: float
-    ) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=actor,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                ts=now,
-            )
         )

@@ -34,6 +34,7 @@ from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder, room_event
 from livehub.rooms.store import StateStore
 
 PollKind = Literal["single", "multiple", "rating", "word_cloud"]
@@ -159,6 +160,7 @@ class PollService:
         self._counters = counters
         self._moderation = moderation
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._poll_decoder = msgspec.json.Decoder(Poll)
         self._ballot_decoder = msgspec.json.Decoder(Ballot)
 
@@ -351,14 +353,8 @@ class PollService:
             data.update(text=ballot.text, held=held)
         else:
             data["choices"] = list(ballot.choices)
-        return NewEvent(
-            room=room.id,
-            kind="poll.vote",
-            actor=who.viewer_id,
-            data=data,
-            stream=room.stream.id if room.stream else None,
-            client_id=f"vote:{poll.id}",
-            ts=self._clock(),
+        return room_event(
+            room, "poll.vote", who.viewer_id, data, ts=self._clock(), client_id=f"vote:{poll.id}"
         )
 
     async def _count(self, poll: Poll, ballot: Ballot, held: bool) -> None:
@@ -377,18 +373,6 @@ class PollService:
 
     async def _save(self, poll: Poll) -> None:
         await self._store.set(_poll_key(poll.room, poll.id), msgspec.json.encode(poll).decode())
-
-    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=actor,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                ts=self._clock(),
-            )
-        )
 
 
 def _checked_choices(poll: Poll, ballot: Ballot) -> tuple[int, ...]:

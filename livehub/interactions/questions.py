@@ -48,8 +48,9 @@ from livehub.interactions.moderation import Moderation
 from livehub.interactions.normalise import clean_text
 from livehub.interactions.similarity import SIMILAR_AT, most_similar
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 MAX_QUESTION_CHARS: Final = 300
@@ -156,6 +157,7 @@ class QuestionService:
         self._counters = counters
         self._moderation = moderation
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._decoder = msgspec.json.Decoder(Question)
 
     def now(self) -> float:
@@ -211,16 +213,12 @@ class QuestionService:
         data: dict[str, object] = {"text": text, "name": who.name, "anonymous": anonymous}
         if pending:
             data["reason"] = "rule" if held else "approval"
-        event, created = await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=HELD if pending else ASKED,
-                actor=who.viewer_id,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                client_id=_log_client_id(client_id),
-                ts=self._clock(),
-            )
+        event, created = await self._record(
+            room,
+            who.viewer_id,
+            HELD if pending else ASKED,
+            data,
+            client_id=_log_client_id(client_id),
         )
         if not created:  # recorded meanwhile by a request whose claim had expired
             return AskResult(question=await self._restored(room, event), duplicate=True)
@@ -488,18 +486,6 @@ class QuestionService:
             for field in ids
             if field in asked
         ]
-
-    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=actor,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                ts=self._clock(),
-            )
-        )
 
 
 def _checked_text(raw: str) -> str:

@@ -36,8 +36,9 @@ import msgspec
 from livehub.errors import Conflict, NotFound, UserError
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 QuizStatus = Literal["ready", "question", "revealed", "ended"]
@@ -257,9 +258,9 @@ class QuizService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._log = log
         self._counters = counters
         self._clock = clock
+        self._record = Recorder(log, clock)
         self._quiz_decoder = msgspec.json.Decoder(Quiz)
         self._answer_decoder = msgspec.json.Decoder(AnswerRecord)
         self._reveal_decoder = msgspec.json.Decoder(RevealOut)
@@ -446,26 +447,23 @@ class QuizService:
         try:
             streak, bonus = await self._streak(keys, quiz, index, who.viewer_id, correct)
             record = AnswerRecord(picked, correct, points + bonus, response_ms)
-            _, created = await self._log.append(
-                NewEvent(
-                    room=room.id,
-                    kind="quiz.answer",
-                    actor=who.viewer_id,
-                    data={
-                        "quiz_id": quiz.id,
-                        "index": index,
-                        "choices": list(picked),
-                        "correct": correct,
-                        "points": record.points,
-                        "base_points": points,
-                        "streak_bonus": bonus,
-                        "streak": streak,
-                        "response_ms": response_ms,
-                    },
-                    stream=room.stream.id if room.stream else None,
-                    client_id=f"quiz:{quiz.id}:{index}",
-                    ts=now,
-                )
+            _, created = await self._record(
+                room,
+                who.viewer_id,
+                "quiz.answer",
+                {
+                    "quiz_id": quiz.id,
+                    "index": index,
+                    "choices": list(picked),
+                    "correct": correct,
+                    "points": record.points,
+                    "base_points": points,
+                    "streak_bonus": bonus,
+                    "streak": streak,
+                    "response_ms": response_ms,
+                },
+                now,
+                client_id=f"quiz:{quiz.id}:{index}",
             )
         except BaseException:
             await self._store.delete(marker)  # not recorded: the viewer may try again
@@ -592,18 +590,6 @@ class QuizService:
 
     async def _save(self, quiz: Quiz) -> None:
         await self._store.set(_Keys(quiz.room, quiz.id).quiz, msgspec.json.encode(quiz).decode())
-
-    async def _record(self, room: Room, actor: str, kind: str, data: dict[str, object]) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=actor,
-                data=data,
-                stream=room.stream.id if room.stream else None,
-                ts=self._clock(),
-            )
-        )
 
 
 def _checked_question(number: int, question: Question) -> Question:

@@ -16,6 +16,8 @@ import math
 import time
 from collections.abc import Callable
 
+from livehub.rooms.store import BUCKET_GRACE, BUCKET_SLACK, check_bucket
+
 _Value = str | dict[str, str] | set[str]
 
 # How many due expiry entries one call may purge, so no call stalls when many
@@ -29,11 +31,6 @@ _HEAP_MIN_REBUILD = 64
 
 _BUCKET_TOKENS = "tokens"
 _BUCKET_TS = "ts"
-# A token bucket key lives this long after it would be full again.
-_BUCKET_GRACE = 1.0
-# Seconds of refill a take may be short by and still succeed: wall-clock
-# timestamps near 1.7e9 only resolve to ~0.2 µs, so exact periods round short.
-_BUCKET_SLACK = 1e-6
 
 
 class MemoryStore:
@@ -178,7 +175,7 @@ class MemoryStore:
     async def take_token(
         self, key: str, rate: float, burst: float, now: float, cost: float = 1.0
     ) -> float:
-        _check_bucket(rate, burst, now, cost)
+        check_bucket(rate, burst, now, cost)
         if cost > burst:
             return math.inf
         clock_now = self._now()
@@ -186,12 +183,12 @@ class MemoryStore:
         tokens, last = _bucket_state(state, key, burst, now)
         tokens = min(burst, tokens + max(0.0, now - last) * rate)
         wait = 0.0
-        if tokens + rate * _BUCKET_SLACK >= cost:
+        if tokens + rate * BUCKET_SLACK >= cost:
             tokens = max(0.0, tokens - cost)
         else:
             wait = (cost - tokens) / rate
         bucket = {_BUCKET_TOKENS: repr(tokens), _BUCKET_TS: repr(max(now, last))}
-        self._put(key, bucket, (burst - tokens) / rate + _BUCKET_GRACE, clock_now)
+        self._put(key, bucket, (burst - tokens) / rate + BUCKET_GRACE, clock_now)
         return wait
 
     async def close(self) -> None:
@@ -283,13 +280,6 @@ def _check_ttl(ttl: float | None) -> float | None:
     if ttl is not None and not ttl > 0:
         raise ValueError(f"ttl must be positive seconds, got {ttl!r}")
     return ttl
-
-
-def _check_bucket(rate: float, burst: float, now: float, cost: float) -> None:
-    if not all(map(math.isfinite, (rate, burst, now, cost))):
-        raise ValueError("token bucket arguments must be finite")
-    if not (rate > 0 and burst > 0 and cost >= 0):
-        raise ValueError(f"bad token bucket: rate={rate!r} burst={burst!r} cost={cost!r}")
 
 
 def _bucket_state(state: dict[str, str], key: str, burst: float, now: float) -> tuple[float, float]:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import msgspec
 
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 
@@ -50,9 +51,9 @@ class Presence:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._log = log
         self._counters = counters
         self._clock = clock
+        self._record = Recorder(log, clock)
 
     async def join(self, room: Room, who: Principal) -> bool:
         """Count a new connection; True when it is the viewer's first (they joined)."""
@@ -65,7 +66,9 @@ class Presence:
         await self._store.hset(_accrued(room.id), {who.viewer_id: repr(now)})
         viewers = await self._store.hlen(_conns(room.id))
         await self._store.set_max(_peak(room.id, room.scope), viewers)
-        await self._record(room, "presence.join", who, {"name": who.name, "role": who.role})
+        await self._record(
+            room, who.viewer_id, "presence.join", {"name": who.name, "role": who.role}
+        )
         return True
 
     async def leave(self, room: Room, who: Principal) -> bool:
@@ -81,7 +84,7 @@ class Presence:
         await self._store.hdel(_conns(room.id), who.viewer_id)
         await self._store.hdel(_accrued(room.id), who.viewer_id)
         await self._store.hdel(_who(room.id), who.viewer_id)
-        await self._record(room, "presence.leave", who, {})
+        await self._record(room, who.viewer_id, "presence.leave", {})
         return True
 
     async def accrue(self, room: Room, viewer_id: str) -> float:
@@ -106,15 +109,3 @@ class Presence:
         raw = await self._store.hgetall(_who(room_id))
         decoder = msgspec.json.Decoder(Principal)
         return sorted((decoder.decode(v) for v in raw.values()), key=lambda p: p.name)
-
-    async def _record(self, room: Room, kind: str, who: Principal, data: dict[str, str]) -> None:
-        await self._log.append(
-            NewEvent(
-                room=room.id,
-                kind=kind,
-                actor=who.viewer_id,
-                data=dict(data),
-                stream=room.stream.id if room.stream else None,
-                ts=self._clock(),
-            )
-        )

@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
+from livehub.rooms.store import BUCKET_GRACE, BUCKET_SLACK, check_bucket
+
 # KEYS[1] = key, ARGV[1] = integer; keeps any expiry, returns the stored maximum
 # as a string so Lua's doubles never round it on the way out.
 _SET_MAX = """
@@ -65,9 +67,6 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
 redis.call('PEXPIRE', KEYS[1], math.ceil(((burst - tokens) / rate + grace) * 1000))
 return string.format('%.17g', wait)
 """
-
-_BUCKET_GRACE = 1.0
-_BUCKET_SLACK = 1e-6
 
 
 class RedisStore:
@@ -169,10 +168,10 @@ class RedisStore:
     async def take_token(
         self, key: str, rate: float, burst: float, now: float, cost: float = 1.0
     ) -> float:
-        _check_bucket(rate, burst, now, cost)
+        check_bucket(rate, burst, now, cost)
         if cost > burst:
             return math.inf
-        args = [repr(float(x)) for x in (rate, burst, now, cost, _BUCKET_GRACE, _BUCKET_SLACK)]
+        args = [repr(float(x)) for x in (rate, burst, now, cost, BUCKET_GRACE, BUCKET_SLACK)]
         return float(await self._take_token(keys=[key], args=args))
 
     async def close(self) -> None:
@@ -186,13 +185,6 @@ def _ttl_ms(ttl: float | None) -> int | None:
     if not ttl > 0:
         raise ValueError(f"ttl must be positive seconds, got {ttl!r}")
     return max(1, math.ceil(ttl * 1000))
-
-
-def _check_bucket(rate: float, burst: float, now: float, cost: float) -> None:
-    if not all(map(math.isfinite, (rate, burst, now, cost))):
-        raise ValueError("token bucket arguments must be finite")
-    if not (rate > 0 and burst > 0 and cost >= 0):
-        raise ValueError(f"bad token bucket: rate={rate!r} burst={burst!r} cost={cost!r}")
 
 
 def _opt_str(value: bytes | str | None) -> str | None:

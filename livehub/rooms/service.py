@@ -16,8 +16,9 @@ import msgspec
 
 from livehub.errors import Conflict, NotFound, ProtocolError
 from livehub.interactions.rules import Rule
-from livehub.rooms.eventlog import EventLog, NewEvent
+from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Room, RoomSettings, Stream
+from livehub.rooms.recorder import room_event
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.store import StateStore
 
@@ -180,7 +181,4 @@ class RoomService:
         await self._store.set(room_key(room.id), msgspec.json.encode(room).decode())
 
     async def _record(self, room: Room, kind: str, actor: str, data: dict[str, object]) -> None:
-        stream = room.stream.id if room.stream else None
-        await self._log.append(
-            NewEvent(room=room.id, kind=kind, actor=actor, data=dict(data), stream=stream)
-        )
+        await self._log.append(room_event(room, kind, actor, dict(data)))

@@ -12,7 +12,15 @@ Both implementations pass the same contract suite (tests/rooms/test_store_contra
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Protocol
+
+# Token buckets (``take_token``) work alike in every implementation. A bucket's key
+# lives this long after it would be full again:
+BUCKET_GRACE = 1.0
+# and a take may be short by this many seconds of refill and still succeed: wall-clock
+# timestamps near 1.7e9 only resolve to ~0.2 µs, so exact periods round short.
+BUCKET_SLACK = 1e-6
 
 
 class StateStore(Protocol):
@@ -78,3 +86,11 @@ class StateStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_bucket(rate: float, burst: float, now: float, cost: float) -> None:
+    """Refuse ``take_token`` arguments no bucket can work with."""
+    if not all(map(math.isfinite, (rate, burst, now, cost))):
+        raise ValueError("token bucket arguments must be finite")
+    if not (rate > 0 and burst > 0 and cost >= 0):
+        raise ValueError(f"bad token bucket: rate={rate!r} burst={burst!r} cost={cost!r}")

@@ -13,6 +13,7 @@ from livehub.errors import LivehubError
 from livehub.interactions.batcher import Batch, Batcher
 from livehub.interactions.messages import ChatMessage
 from livehub.rooms.counters import Counters
+from livehub.rooms.eventlog import EventLog, NewEvent
 from livehub.rooms.models import Room
 from livehub.rooms.presence import Presence
 from livehub.rooms.service import RoomService
@@ -42,6 +43,7 @@ class Fanout:
         presence: Presence,
         counters: Counters,
         tick_seconds: float,
+        log_: EventLog | None = None,
     ) -> None:
         self._sio = sio
         self._batcher = batcher
@@ -49,6 +51,8 @@ class Fanout:
         self._presence = presence
         self._counters = counters
         self._tick = tick_seconds
+        self._log = log_
+        self._logging: set[asyncio.Task[None]] = set()
 
     def message(self, room: Room, message: ChatMessage) -> None:
         self._batcher.add_message(room.id, room.settings.max_danmaku_per_second, message)
@@ -85,6 +89,7 @@ class Fanout:
         stats = await self._presence.stats(room)
         if batch.dropped:
             await self._counters.add_room(room.id, room.scope, "sampled_away", batch.dropped)
+            self._record_sampled(room, batch.dropped)
         payload = {
             "messages": msgspec.to_builtins(batch.messages),
             "deleted": batch.deleted,
@@ -94,3 +99,25 @@ class Fanout:
             "peak": stats.peak,
         }
         await self.emit("batch", payload, room_channel(room.id))
+
+    def _record_sampled(self, room: Room, dropped: int) -> None:
+        """Log ``chat.sampled`` {dropped} for the report, without holding up the tick."""
+        if self._log is None:
+            return
+        event = NewEvent(
+            room=room.id,
+            kind="chat.sampled",
+            actor="system",
+            data={"dropped": dropped},
+            stream=room.stream.id if room.stream else None,
+        )
+        task = asyncio.ensure_future(self._append(event))
+        self._logging.add(task)
+        task.add_done_callback(self._logging.discard)
+
+    async def _append(self, event: NewEvent) -> None:
+        assert self._log is not None
+        try:
+            await self._log.append(event)
+        except Exception:  # the frame went out; only the report's count is short
+            log.exception("recording %s for %s failed", event.kind, event.room)

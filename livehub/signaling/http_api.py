@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -25,6 +26,8 @@ class RestApi:
         self._s = services
         self._live = live
         self._node = node_id
+        # Awaited with (room id, stream id) after a stream stopped (e.g. to build its report).
+        self.on_stream_stopped: list[Callable[[str, str], Awaitable[None]]] = []
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -97,8 +100,11 @@ class RestApi:
 
     async def close_room(self, request: web.Request) -> web.Response:
         self._s.auth.require_admin(bearer_of(request.headers.get("Authorization")))
-        closed = await self._s.rooms.close(request.match_info["room"], "admin")
+        before = await self._s.rooms.get(request.match_info["room"])
+        closed = await self._s.rooms.close(before.id, "admin")
         await self._live.close_room(closed)
+        if before.stream is not None:
+            await self._stream_stopped(closed.id, before.stream.id)
         return web.json_response(closed.public_view())
 
     async def issue_token(self, request: web.Request) -> web.Response:
@@ -150,8 +156,14 @@ class RestApi:
         stream = room.stream
         stopped = await self._s.rooms.stop_stream(room.id, actor)
         await self._live.emit("room", stopped.public_view(), room=f"room:{room.id}")
+        if stream is not None:
+            await self._stream_stopped(room.id, stream.id)
         ended = [s for s in await self._s.rooms.streams(room.id) if stream and s.id == stream.id]
         return web.json_response(msgspec.to_builtins(ended[0]))
+
+    async def _stream_stopped(self, room_id: str, stream_id: str) -> None:
+        for hook in self.on_stream_stopped:
+            await hook(room_id, stream_id)
 
     async def list_streams(self, request: web.Request) -> web.Response:
         room = await self._s.rooms.get(request.match_info["room"])

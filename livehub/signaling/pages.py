@@ -22,6 +22,7 @@ SECURITY_HEADERS = {
 }
 VENDOR = {
     "socket.io.min.js": Path("socket.io-client/dist/socket.io.min.js"),
+    "hls.min.js": Path("hls.js/dist/hls.min.js"),
 }
 
 
@@ -43,6 +44,7 @@ class Pages:
             web.get("/", self._page("index.html")),
             web.get("/watch/{room}", self._page("watch.html")),
             web.get("/moderate/{room}", self._page("moderate.html")),
+            web.get("/studio/{room}", self._page("studio.html")),
             web.get("/verify", self._page("verify.html")),
             web.get("/rooms/{room}/report", self._page("report.html")),
             web.get("/static/vendor/{name}", self.vendor),

@@ -4,43 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from livehub.errors import Forbidden, LivehubError, RateLimited, UserError
 from livehub.interactions.chat import REPEAT_WINDOW_SECONDS, ChatResult, ChatService
 from livehub.interactions.messages import Draft
-from livehub.interactions.moderation import Moderation
-from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog
-from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.models import NO_STREAM, Principal, Room, RoomSettings
-from livehub.rooms.repository import RoomRepository
-from livehub.rooms.service import RoomService
+from livehub.rooms.eventlog import Event
+from livehub.rooms.models import NO_STREAM, Principal, Room
 
-
-class Clock:
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .domain import ANN, BOB, HOST, MOD, Domain
 
 
 @dataclass
-class Chat:
-    clock: Clock
-    store: MemoryStore
-    log: EventLog
-    rooms: RoomService
-    counters: Counters
-    moderation: Moderation
+class Chat(Domain):
     chat: ChatService
 
     async def room(self, room_id: str = "r1", **settings: object) -> Room:
@@ -63,28 +41,11 @@ def next_id() -> str:
     return f"c{next(_ids)}"
 
 
-ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
-BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
-HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
-MOD = Principal(room="r1", viewer_id="v_mod", name="Mod", role="moderator")
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Chat]:
-    clock = Clock()
-    store = MemoryStore(clock=clock)
-    db = tmp_path / "livehub.db"
-    log = await EventLog.open(db, "NORMAL")
-    repo = await RoomRepository.open(db, "NORMAL")
-    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
-    counters = Counters(store)
-    moderation = Moderation(store, log, rooms, repo, counters, clock=clock)
-    chat = ChatService(store, log, counters, moderation, clock=clock)
-    try:
-        yield Chat(clock, store, log, rooms, counters, moderation, chat)
-    finally:
-        await repo.close()
-        await log.close()
+def env(domain: Domain) -> Chat:
+    d = domain
+    chat = ChatService(d.store, d.log, d.counters, d.moderation, clock=d.clock)
+    return Chat(**d.parts(), chat=chat)
 
 
 async def refused(env: Chat, room: Room, who: Principal, text: str, cid: str = "") -> LivehubError:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_clock import Clock
 
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound, ProtocolError, UserError
 from livehub.interactions import draw_proof as proof
@@ -22,47 +23,39 @@ from livehub.interactions.draws import (
     WatchedRule,
 )
 from livehub.interactions.messages import Draft
-from livehub.interactions.moderation import Moderation
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog, NewEvent
+from livehub.rooms.eventlog import Event, NewEvent
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room, RoomSettings
 from livehub.rooms.presence import Presence
 from livehub.rooms.redis_store import RedisStore
-from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
-
-class Clock:
-    def __init__(self, now: float = 50_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .domain import ANN, BOB, CAT, DAN, HOST, MOD, Domain, viewer
 
 
-def viewer(name: str) -> Principal:
-    return Principal(room="r1", viewer_id=f"v_{name.lower()}", name=name, role="viewer")
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(50_000.0)
 
 
-ANN, BOB, CAT, DAN = viewer("Ann"), viewer("Bob"), viewer("Cat"), viewer("Dan")
-HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
-MOD = Principal(room="r1", viewer_id="v_mod", name="Mod", role="moderator")
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
+    store: StateStore
+    if request.param == "redis":
+        store = await RedisStore.connect(request.getfixturevalue("redis_url"))
+    else:
+        store = MemoryStore(clock=clock)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @dataclass
-class Env:
-    clock: Clock
-    store: StateStore
-    log: EventLog
-    rooms: RoomService
-    counters: Counters
+class Env(Domain):
     presence: Presence
-    moderation: Moderation
     chat: ChatService
     draws: DrawService
 
@@ -88,29 +81,13 @@ class Env:
         return draw.id
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
-    store: StateStore
-    if request.param == "redis":
-        store = await RedisStore.connect(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore(clock=clock)
-    db = tmp_path / "livehub.db"
-    log = await EventLog.open(db, "NORMAL")
-    repo = await RoomRepository.open(db, "NORMAL")
-    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
-    counters = Counters(store)
-    presence = Presence(store, log, counters, clock=clock)
-    moderation = Moderation(store, log, rooms, repo, counters, clock=clock)
-    chat = ChatService(store, log, counters, moderation, clock=clock)
-    draws = DrawService(store, log, counters, rooms, presence, moderation, clock=clock)
-    try:
-        yield Env(clock, store, log, rooms, counters, presence, moderation, chat, draws)
-    finally:
-        await repo.close()
-        await log.close()
-        await store.close()
+@pytest.fixture
+def env(domain: Domain) -> Env:
+    d = domain
+    presence = Presence(d.store, d.log, d.counters, clock=d.clock)
+    chat = ChatService(d.store, d.log, d.counters, d.moderation, clock=d.clock)
+    draws = DrawService(d.store, d.log, d.counters, d.rooms, presence, d.moderation, clock=d.clock)
+    return Env(**d.parts(), presence=presence, chat=chat, draws=draws)
 
 
 async def refused(coro: Any) -> LivehubError:

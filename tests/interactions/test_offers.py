@@ -22,15 +22,13 @@ from livehub.interactions.offers import (
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.models import Principal, Room
+from livehub.rooms.models import Room
 from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.store import StateStore
 
+from .domain import ANN, BOB, HOST, MOD
+
 ROOM = Room(id="r1", title="Room", private=False, created_at=0.0)
-ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
-BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
-HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
-MOD = Principal(room="r1", viewer_id="v_mod", name="Mod", role="moderator")
 
 
 @dataclass

@@ -4,48 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from livehub.errors import LivehubError
-from livehub.interactions.moderation import Moderation
 from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll_view
-from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog
-from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.models import Principal, Room, RoomSettings
-from livehub.rooms.repository import RoomRepository
-from livehub.rooms.service import RoomService
+from livehub.rooms.eventlog import Event
+from livehub.rooms.models import Principal, Room
 
-
-class Clock:
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
-BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
-CAT = Principal(room="r1", viewer_id="v_cat", name="Cat", role="viewer")
-HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
+from .domain import ANN, BOB, CAT, HOST, Domain
 
 
 @dataclass
-class Env:
-    clock: Clock
-    store: MemoryStore
-    log: EventLog
-    rooms: RoomService
-    counters: Counters
-    moderation: Moderation
+class Env(Domain):
     polls: PollService
     room: Room
 
@@ -82,22 +54,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
-    store = MemoryStore(clock=clock)
-    db = tmp_path / "livehub.db"
-    log = await EventLog.open(db, "NORMAL")
-    repo = await RoomRepository.open(db, "NORMAL")
-    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
-    counters = Counters(store)
-    moderation = Moderation(store, log, rooms, repo, counters, clock=clock)
-    polls = PollService(store, log, counters, moderation, clock=clock)
-    room = await rooms.create("Room", room_id="r1")
-    try:
-        yield Env(clock, store, log, rooms, counters, moderation, polls, room)
-    finally:
-        await repo.close()
-        await log.close()
+async def env(domain: Domain) -> Env:
+    d = domain
+    polls = PollService(d.store, d.log, d.counters, d.moderation, clock=d.clock)
+    room = await d.rooms.create("Room", room_id="r1")
+    return Env(**d.parts(), polls=polls, room=room)
 
 
 # ---------------------------------------------------------------- creating

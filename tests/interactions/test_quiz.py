@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from fake_clock import Clock
 
 from livehub.errors import LivehubError
 from livehub.interactions.quiz import (
@@ -20,30 +19,15 @@ from livehub.interactions.quiz import (
     ranking,
     streak_bonus,
 )
-from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog
-from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.models import Principal, Room, RoomSettings
-from livehub.rooms.repository import RoomRepository
-from livehub.rooms.service import RoomService
+from livehub.rooms.eventlog import Event
+from livehub.rooms.models import Principal, Room
+
+from .domain import ANN, BOB, CAT, DAN, HOST, Domain
 
 
-class Clock:
-    def __init__(self, now: float = 50_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-ANN = Principal(room="r1", viewer_id="v_ann", name="Ann", role="viewer")
-BOB = Principal(room="r1", viewer_id="v_bob", name="Bob", role="viewer")
-CAT = Principal(room="r1", viewer_id="v_cat", name="Cat", role="viewer")
-DAN = Principal(room="r1", viewer_id="v_dan", name="Dan", role="viewer")
-HOST = Principal(room="r1", viewer_id="v_host", name="Host", role="host")
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(50_000.0)
 
 
 def question(
@@ -59,10 +43,7 @@ def question(
 
 
 @dataclass
-class Env:
-    clock: Clock
-    log: EventLog
-    counters: Counters
+class Env(Domain):
     quizzes: QuizService
     room: Room
 
@@ -96,21 +77,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
-    store = MemoryStore(clock=clock)
-    db = tmp_path / "livehub.db"
-    log = await EventLog.open(db, "NORMAL")
-    repo = await RoomRepository.open(db, "NORMAL")
-    rooms = RoomService(repo, store, log, RoomSettings(), clock=clock)
-    counters = Counters(store)
-    quizzes = QuizService(store, log, counters, clock=clock)
-    room = await rooms.create("Room", room_id="r1")
-    try:
-        yield Env(clock, log, counters, quizzes, room)
-    finally:
-        await repo.close()
-        await log.close()
+async def env(domain: Domain) -> Env:
+    d = domain
+    quizzes = QuizService(d.store, d.log, d.counters, clock=d.clock)
+    room = await d.rooms.create("Room", room_id="r1")
+    return Env(**d.parts(), quizzes=quizzes, room=room)
 
 
 # ---------------------------------------------------------------- scoring

@@ -16,16 +16,12 @@ import json
 import os
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-from processes import ProcessGroup, ServerProcess, api
-from support import SECRET, LiveClient
-
-from livehub.rooms import tokens
+from processes import NodeClients, ProcessGroup, ServerProcess, create_room
+from support import LiveClient, mint_token
 
 ROOM = "durable"
 CLIENTS = 5
@@ -48,36 +44,8 @@ class Burst:
     acked_at_kill: int | None = None
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
-
-
 def viewer_token(viewer_id: str) -> str:
-    minted, _, _ = tokens.mint(
-        SECRET, room=ROOM, role="viewer", name=viewer_id, viewer_id=viewer_id
-    )
-    return minted
-
-
-async def connect(clients: list[LiveClient], node: ServerProcess, viewer_id: str) -> LiveClient:
-    client = LiveClient(node.url, ROOM, viewer_token(viewer_id))
-    clients.append(client)
-    await client.connect()
-    return client
+    return mint_token(ROOM, name=viewer_id, viewer_id=viewer_id)
 
 
 async def send_burst(server: ServerProcess, senders: list[LiveClient]) -> Burst:
@@ -149,18 +117,14 @@ def chat_rows(data_dir: Path) -> list[tuple[int, str, str, dict[str, Any]]]:
 
 
 async def test_acknowledged_messages_survive_sigkill(
-    procs: ProcessGroup, clients: list[LiveClient], tmp_path: Path
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     server = procs.serve(data)  # no --sqlite-synchronous: the default, FULL
-    status, created = await api(
-        server.url,
-        "POST",
-        "/api/rooms",
-        json={"id": ROOM, "title": "Durable", "settings": ROOM_SETTINGS},
-    )
-    assert status == 201, created
-    senders = [await connect(clients, server, f"v_{k}") for k in range(CLIENTS)]
+    await create_room(server.url, ROOM, "Durable", settings=ROOM_SETTINGS)
+    senders = [
+        await node_clients.connect(server, ROOM, viewer_token(f"v_{k}")) for k in range(CLIENTS)
+    ]
 
     burst = await send_burst(server, senders)
 
@@ -189,12 +153,10 @@ async def test_acknowledged_messages_survive_sigkill(
     assert len(rows) >= len(burst.acked)
 
     # 2. A restarted server on the same directory replays them to a resuming client.
-    for client in clients:
+    for client in node_clients:
         await client.close()
     restarted = procs.serve(data)
-    resumed = LiveClient(restarted.url, ROOM, viewer_token("v_late"), last_event_id=0)
-    clients.append(resumed)
-    await resumed.connect()
+    resumed = await node_clients.connect(restarted, ROOM, viewer_token("v_late"), last_event_id=0)
     welcome = resumed.welcome
     assert welcome["resumed"] is True
     replayed = {m["id"]: m["text"] for m in welcome["messages"]}
@@ -205,9 +167,7 @@ async def test_acknowledged_messages_survive_sigkill(
     # 3. A retry of an acknowledged message after the restart is the same message.
     client_id, message_id = sorted(burst.acked.items())[0]
     viewer_id, text = burst.sent[client_id]
-    retrier = LiveClient(restarted.url, ROOM, viewer_token(viewer_id))
-    clients.append(retrier)
-    await retrier.connect()
+    retrier = await node_clients.connect(restarted, ROOM, viewer_token(viewer_id))
     ack = await retrier.call("chat", {"text": text, "client_id": client_id})
     assert ack["ok"] is True, ack
     assert (ack["id"], ack["duplicate"], ack["message"]["text"]) == (message_id, True, text)

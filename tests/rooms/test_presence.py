@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fake_clock import Clock
 
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
@@ -14,17 +15,9 @@ from livehub.rooms.models import NO_STREAM, Principal, Room, Stream
 from livehub.rooms.presence import Presence, RoomStats
 
 
-class Clock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(100.0)
 
 
 @pytest.fixture

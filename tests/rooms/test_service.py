@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from fake_clock import Clock
 
 from livehub.errors import Conflict, NotFound, ProtocolError
 from livehub.interactions.rules import Rule
@@ -17,14 +18,6 @@ from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Room, RoomSettings
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService, room_key
-
-
-class Clock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Node:
@@ -53,7 +46,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000.0)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from fake_clock import Clock
 from redis.exceptions import ResponseError
 
 from livehub.rooms.memory_store import MemoryStore
@@ -29,24 +30,13 @@ def expires_within(left: float | None, low: float, high: float) -> bool:
     return left is not None and low < left <= high + 1e-9
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock(1000.0)
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[StateStore]:
+async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
     instance: StateStore
     if request.param == "memory":
         instance = MemoryStore(clock=clock)
@@ -72,7 +62,7 @@ async def peer(request: pytest.FixtureRequest, store: StateStore) -> AsyncIterat
 
 
 @pytest.fixture
-def advance(store: StateStore, clock: FakeClock) -> Advance:
+def advance(store: StateStore, clock: Clock) -> Advance:
     async def advance(seconds: float) -> None:
         if isinstance(store, MemoryStore):
             clock.advance(seconds)
@@ -479,7 +469,7 @@ async def test_bucket_rejects_bad_arguments(store: StateStore) -> None:
 # -- memory only: injected clock and bounded memory --------------------------
 
 
-async def test_memory_expiry_follows_injected_clock(clock: FakeClock) -> None:
+async def test_memory_expiry_follows_injected_clock(clock: Clock) -> None:
     store = MemoryStore(clock=clock)
     await store.set("k", "v", ttl=5)
     clock.advance(4.9)
@@ -489,7 +479,7 @@ async def test_memory_expiry_follows_injected_clock(clock: FakeClock) -> None:
     assert await store.get("k") is None
 
 
-async def test_memory_purges_keys_nobody_reads(clock: FakeClock) -> None:
+async def test_memory_purges_keys_nobody_reads(clock: Clock) -> None:
     store = MemoryStore(clock=clock)
     for i in range(1000):
         await store.set(f"k{i}", "v", ttl=1)
@@ -503,7 +493,7 @@ async def test_memory_purges_keys_nobody_reads(clock: FakeClock) -> None:
     assert store.size() == 1
 
 
-async def test_memory_rewriting_one_key_stays_small(clock: FakeClock) -> None:
+async def test_memory_rewriting_one_key_stays_small(clock: Clock) -> None:
     store = MemoryStore(clock=clock)
     for _ in range(10_000):
         await store.set("k", "v", ttl=60)
@@ -513,7 +503,7 @@ async def test_memory_rewriting_one_key_stays_small(clock: FakeClock) -> None:
     assert store.size() == 2
 
 
-async def test_memory_idle_bucket_is_forgotten(clock: FakeClock) -> None:
+async def test_memory_idle_bucket_is_forgotten(clock: Clock) -> None:
     store = MemoryStore(clock=clock)
     assert await store.take_token("b", rate=1, burst=3, now=clock()) == 0.0
     assert store.size() == 1

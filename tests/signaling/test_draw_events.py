@@ -10,29 +10,17 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
-from processes import ProcessGroup, ServerProcess, api, run_livehub_async
-from support import SECRET, LiveClient, Server
+from processes import NodeClients, ServerProcess, TwoNodes, api, create_room, run_livehub_async
+from support import LiveClient, Server, error_code, mint_token, vid
 
 from livehub.interactions import draw_proof as proof
 from livehub.interactions.draws import Draw, draws_key
-from livehub.rooms import tokens
 
 PRESENT = {"kind": "present"}
-
-
-def vid(client: LiveClient) -> str:
-    return str(client.welcome["you"]["viewer_id"])
-
-
-def error_code(ack: dict[str, Any]) -> str:
-    assert ack["ok"] is False, ack
-    return str(ack["error"]["code"])
 
 
 def track(client: LiveClient, *names: str) -> list[str]:
@@ -275,39 +263,15 @@ async def test_late_joiner_sees_the_open_draw(server: Server) -> None:
 # -- two nodes ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def node_clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
-
-
 async def test_two_nodes_run_one_draw(
-    procs: ProcessGroup, node_clients: list[LiveClient], redis_url: str, tmp_path: Path
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
 ) -> None:
+    a, b = two_nodes
     data = tmp_path / "data"
-    a = procs.serve(data, redis_url=redis_url)
-    b = procs.serve(data, redis_url=redis_url)
-    status, created = await api(a.url, "POST", "/api/rooms", json={"id": "two", "title": "Two"})
-    assert status == 201, created
+    await create_room(a.url, "two", "Two")
 
     async def connect(node: ServerProcess, role: str, name: str) -> LiveClient:
-        minted, _, _ = tokens.mint(SECRET, room="two", role=role, name=name)  # type: ignore[arg-type]
-        client = LiveClient(node.url, "two", minted)
-        node_clients.append(client)
-        await client.connect()
-        return client
+        return await node_clients.connect(node, "two", mint_token("two", role, name))
 
     host = await connect(a, "host", "Host")
     mod_b = await connect(b, "moderator", "Mod")

@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import LiveClient, Refused, Server, make_settings, start_server, stop_server
+from support import (
+    LiveClient,
+    Refused,
+    Server,
+    error_of,
+    make_settings,
+    refusal_code,
+    start_server,
+    stop_server,
+    vid,
+    wait_disconnected,
+)
 
 TICK = 0.05  # make_settings uses tick_ms=50
 
@@ -22,36 +33,12 @@ async def new_room(server: Server) -> str:
     return str(created["room"]["id"])
 
 
-def vid(client: LiveClient) -> str:
-    return str(client.welcome["you"]["viewer_id"])
-
-
-def error_of(ack: dict[str, Any]) -> dict[str, Any]:
-    assert ack["ok"] is False, ack
-    return dict(ack["error"])
-
-
 async def mod_events(server: Server, room: str, kind: str | None = None) -> list[Any]:
     return [
         e
         async for e in server.services.log.scan(room)
         if e.kind.startswith("mod.") and (kind is None or e.kind == kind)
     ]
-
-
-async def wait_disconnected(client: LiveClient, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while client.sio.connected and "/live" in client.sio.namespaces:
-        assert loop.time() < deadline, "the server did not disconnect the socket"
-        await asyncio.sleep(0.02)
-
-
-def refusal_code(refused: pytest.ExceptionInfo[Refused]) -> str:
-    """The error code in a refused connect (the body is the ``data`` of connect_error)."""
-    data = refused.value.data
-    assert isinstance(data, dict) and isinstance(data.get("data"), dict), data
-    return str(data["data"]["code"])
 
 
 async def settle() -> None:

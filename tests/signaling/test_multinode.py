@@ -10,66 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from processes import ProcessGroup, ServerProcess, api
-from support import SECRET, LiveClient
-
-from livehub.rooms import tokens
+from processes import NodeClients, TwoNodes, api, create_room
+from support import mint_token
 
 ROOM = "multi"
 # Generous chat limits: the tests below are about nodes, not the rate limiter.
 ROOM_SETTINGS = {"chat_rate_per_second": 100, "chat_burst": 100}
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    """Clients to close before the processes stop (this fixture depends on ``procs``)."""
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
-
-
-@pytest.fixture
-def nodes(procs: ProcessGroup, redis_url: str, tmp_path: Path) -> tuple[ServerProcess, ...]:
-    data = tmp_path / "data"
-    a = procs.serve(data, redis_url=redis_url)
-    b = procs.serve(data, redis_url=redis_url)
-    return a, b
-
-
-def token(role: str, name: str, viewer_id: str) -> str:
-    minted, _, _ = tokens.mint(
-        SECRET,
-        room=ROOM,
-        role=role,  # type: ignore[arg-type]
-        name=name,
-        viewer_id=viewer_id,
-    )
-    return minted
-
-
-async def connect(
-    clients: list[LiveClient], node: ServerProcess, token_: str, **kw: Any
-) -> LiveClient:
-    client = LiveClient(node.url, ROOM, token_, **kw)
-    clients.append(client)
-    await client.connect()
-    return client
 
 
 def has_message(message_id: int) -> Any:
@@ -81,26 +30,23 @@ def db_rows(data_dir: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return list(db.execute(sql, args))
 
 
-async def test_nodes_report_redis_and_distinct_ids(nodes: tuple[ServerProcess, ...]) -> None:
-    health = [node.health()[1] for node in nodes]
+async def test_nodes_report_redis_and_distinct_ids(two_nodes: TwoNodes) -> None:
+    health = [node.health()[1] for node in two_nodes]
     assert [h["store"] for h in health] == ["redis", "redis"]
     assert health[0]["node"] != health[1]["node"]
 
 
 async def test_two_nodes_serve_one_room(
-    nodes: tuple[ServerProcess, ...], clients: list[LiveClient], tmp_path: Path
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
 ) -> None:
-    a, b = nodes
-    status, created = await api(
-        a.url, "POST", "/api/rooms", json={"id": ROOM, "title": "Multi", "settings": ROOM_SETTINGS}
-    )
-    assert status == 201, created
+    a, b = two_nodes
+    await create_room(a.url, ROOM, "Multi", settings=ROOM_SETTINGS)
     status, room = await api(b.url, "GET", f"/api/rooms/{ROOM}", token=None)
     assert status == 200 and room["id"] == ROOM, room
 
-    ann_token = token("viewer", "Ann", "v_ann")
-    ann = await connect(clients, a, ann_token)
-    bob = await connect(clients, b, token("viewer", "Bob", "v_bob"))
+    ann_token = mint_token(ROOM, "viewer", "Ann", "v_ann")
+    ann = await node_clients.connect(a, ROOM, ann_token)
+    bob = await node_clients.connect(b, ROOM, mint_token(ROOM, "viewer", "Bob", "v_bob"))
 
     # A message sent on A reaches the viewer on B in a batch, and the other way round;
     # the viewer count in each batch is the room's, across both nodes.
@@ -128,7 +74,7 @@ async def test_two_nodes_serve_one_room(
 
     # Ann opens a second connection on B: still two viewers, and a retry of her
     # message through the other node is recognised as the same message.
-    ann_on_b = await connect(clients, b, ann_token)
+    ann_on_b = await node_clients.connect(b, ROOM, ann_token)
     assert ann_on_b.welcome["stats"]["viewers"] == 2
     payload = {"text": "sent once, retried elsewhere", "client_id": "retry-1"}
     first = await ann.call("chat", payload)
@@ -145,17 +91,17 @@ async def test_two_nodes_serve_one_room(
     assert sum(b"sent once, retried elsewhere" in bytes(row[0]) for row in texts) == 1
 
     # A moderator on B deletes A's message: the viewer on A is told.
-    mod_token = token("moderator", "Mo", "v_mod")
-    mod_b = await connect(clients, b, mod_token)
+    mod_token = mint_token(ROOM, "moderator", "Mo", "v_mod")
+    mod_b = await node_clients.connect(b, ROOM, mod_token)
     assert await mod_b.call("mod_delete", {"message_id": from_a["id"]}) == {"ok": True}
     await ann.wait_for("batch", lambda batch: from_a["id"] in batch["deleted"])
     await bob.wait_for("batch", lambda batch: from_a["id"] in batch["deleted"])
-    late = await connect(clients, a, token("viewer", "Cy", "v_cy"))
+    late = await node_clients.connect(a, ROOM, mint_token(ROOM, "viewer", "Cy", "v_cy"))
     assert from_a["id"] not in [m["id"] for m in late.welcome["messages"]]
     assert from_b["id"] in [m["id"] for m in late.welcome["messages"]]
 
     # Slow mode switched on through A holds on B.
-    mod_a = await connect(clients, a, mod_token)
+    mod_a = await node_clients.connect(a, ROOM, mod_token)
     assert await mod_a.call("mod_slow", {"seconds": 30}) == {"ok": True}
     await bob.wait_for("room", lambda room: room["settings"]["slow_mode_seconds"] == 30)
     status, room = await api(b.url, "GET", f"/api/rooms/{ROOM}", token=None)
@@ -167,17 +113,14 @@ async def test_two_nodes_serve_one_room(
 
 
 async def test_concurrent_retry_on_both_nodes_records_once(
-    nodes: tuple[ServerProcess, ...], clients: list[LiveClient], tmp_path: Path
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
 ) -> None:
     """The same client id sent to both nodes at once is one message, not an error."""
-    a, b = nodes
-    status, created = await api(
-        a.url, "POST", "/api/rooms", json={"id": ROOM, "title": "Multi", "settings": ROOM_SETTINGS}
-    )
-    assert status == 201, created
-    ann_token = token("viewer", "Ann", "v_ann")
-    on_a = await connect(clients, a, ann_token)
-    on_b = await connect(clients, b, ann_token)
+    a, b = two_nodes
+    await create_room(a.url, ROOM, "Multi", settings=ROOM_SETTINGS)
+    ann_token = mint_token(ROOM, "viewer", "Ann", "v_ann")
+    on_a = await node_clients.connect(a, ROOM, ann_token)
+    on_b = await node_clients.connect(b, ROOM, ann_token)
     for n in range(10):
         payload = {"text": f"raced {n}", "client_id": f"race-{n}"}
         acks = await asyncio.gather(on_a.call("chat", payload), on_b.call("chat", payload))

@@ -8,31 +8,16 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from processes import ProcessGroup, api
-from support import SECRET, LiveClient, Server
+from processes import NodeClients, TwoNodes, create_room
+from support import SECRET, LiveClient, Server, error_code, mint_token, new_room, vid
 
 from livehub.rooms import tokens
 
 OFFER = {"title": "Course -30%", "text": "Until midnight", "url": "https://shop.example/c?x=1"}
-
-
-def vid(client: LiveClient) -> str:
-    return str(client.welcome["you"]["viewer_id"])
-
-
-def error_code(ack: dict[str, Any]) -> str:
-    assert ack["ok"] is False, ack
-    return str(ack["error"]["code"])
-
-
-async def new_room(server: Server) -> str:
-    return str((await server.create_room())["room"]["id"])
 
 
 async def open_link(server: Server, path: str, method: str = "GET") -> tuple[int, Any, str]:
@@ -168,40 +153,15 @@ async def test_refusals(server: Server) -> None:
 # -- two nodes ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def node_clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
-
-
 async def test_clicks_on_two_nodes_count_once(
-    procs: ProcessGroup, node_clients: list[LiveClient], redis_url: str, tmp_path: Path
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
 ) -> None:
+    a, b = two_nodes
     data = tmp_path / "data"
-    a = procs.serve(data, redis_url=redis_url)
-    b = procs.serve(data, redis_url=redis_url)
-    status, created = await api(a.url, "POST", "/api/rooms", json={"id": "two", "title": "Two"})
-    assert status == 201, created
-    host_token, _, _ = tokens.mint(SECRET, room="two", role="host", name="Host")
-    host = LiveClient(a.url, "two", host_token)
-    node_clients.append(host)
-    await host.connect()
+    await create_room(a.url, "two", "Two")
+    host = await node_clients.connect(a, "two", mint_token("two", "host", "Host"))
     viewer_token, ann_id, _ = tokens.mint(SECRET, room="two", role="viewer", name="Ann")
-    ann = LiveClient(b.url, "two", viewer_token)
-    node_clients.append(ann)
-    await ann.connect()
+    ann = await node_clients.connect(b, "two", viewer_token)
 
     offer = await push(host)
     seen = await ann.wait_for("offer", lambda o: o["offer_id"] == offer["offer_id"])

@@ -7,30 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from processes import ProcessGroup, ServerProcess, api
-from support import SECRET, LiveClient, Server
-
-from livehub.rooms import tokens
-
-
-async def new_room(server: Server) -> str:
-    created = await server.create_room()
-    return str(created["room"]["id"])
-
-
-def error_code(ack: dict[str, Any]) -> str:
-    assert ack["ok"] is False, ack
-    return str(ack["error"]["code"])
-
-
-def ok(ack: dict[str, Any]) -> dict[str, Any]:
-    assert ack["ok"] is True, ack
-    return ack
+from processes import NodeClients, ServerProcess, TwoNodes, create_room
+from support import LiveClient, Server, error_code, mint_token, new_room, ok
 
 
 async def create_poll(host: LiveClient, **body: Any) -> dict[str, Any]:
@@ -221,54 +202,20 @@ async def test_word_cloud_through_the_rule_chain(server: Server) -> None:
 ROOM = "pollmulti"
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-async def clients(procs: ProcessGroup) -> AsyncIterator[list[LiveClient]]:
-    made: list[LiveClient] = []
-    yield made
-    for client in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), 5)
-
-
-def mint(role: str, name: str, viewer_id: str) -> str:
-    token, _, _ = tokens.mint(
-        SECRET,
-        room=ROOM,
-        role=role,  # type: ignore[arg-type]
-        name=name,
-        viewer_id=viewer_id,
-    )
-    return token
-
-
 async def test_one_viewer_voting_on_two_nodes_at_once_counts_once(
-    procs: ProcessGroup, clients: list[LiveClient], redis_url: str, tmp_path: Path
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
 ) -> None:
+    a, b = two_nodes
     data = tmp_path / "data"
-    a: ServerProcess = procs.serve(data, redis_url=redis_url)
-    b: ServerProcess = procs.serve(data, redis_url=redis_url)
-    status, created = await api(a.url, "POST", "/api/rooms", json={"id": ROOM, "title": "Multi"})
-    assert status == 201, created
+    await create_room(a.url, ROOM, "Multi")
 
-    async def connect(node: ServerProcess, token: str) -> LiveClient:
-        client = LiveClient(node.url, ROOM, token)
-        clients.append(client)
-        await client.connect()
-        return client
+    async def connect(node: ServerProcess, role: str, name: str, viewer_id: str) -> LiveClient:
+        return await node_clients.connect(node, ROOM, mint_token(ROOM, role, name, viewer_id))
 
-    host = await connect(a, mint("host", "Host", "v_host"))
-    on_a = await connect(a, mint("viewer", "Ann", "v_ann"))
-    on_b = await connect(b, mint("viewer", "Ann", "v_ann"))
-    watcher = await connect(b, mint("viewer", "Bob", "v_bob"))
+    host = await connect(a, "host", "Host", "v_host")
+    on_a = await connect(a, "viewer", "Ann", "v_ann")
+    on_b = await connect(b, "viewer", "Ann", "v_ann")
+    watcher = await connect(b, "viewer", "Bob", "v_bob")
     poll_id = await open_poll(host, results_visible=True)
     await watcher.wait_for("poll", pushed(poll_id, status="open"))
 

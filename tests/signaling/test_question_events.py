@@ -8,21 +8,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from support import LiveClient, Server
-
-
-async def new_room(server: Server) -> str:
-    created = await server.create_room()
-    return str(created["room"]["id"])
-
-
-def vid(client: LiveClient) -> str:
-    return str(client.welcome["you"]["viewer_id"])
-
-
-def error_of(ack: dict[str, Any]) -> dict[str, Any]:
-    assert ack["ok"] is False, ack
-    return dict(ack["error"])
+from support import LiveClient, Server, error_of, new_room, vid
 
 
 async def ask(client: LiveClient, text: str, **kw: Any) -> dict[str, Any]:

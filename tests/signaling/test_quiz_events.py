@@ -6,26 +6,21 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from support import LiveClient, Server, make_settings, start_server, stop_server
+from support import (
+    LiveClient,
+    Server,
+    error_code,
+    make_settings,
+    new_room,
+    ok,
+    start_server,
+    stop_server,
+)
 
 QUESTIONS = [
     {"text": "2 + 2?", "options": ["3", "4", "5"], "correct": [1], "time_limit_seconds": 30},
     {"text": "Primes?", "options": ["2", "4", "5", "9"], "correct": [0, 2]},
 ]
-
-
-def error_code(ack: dict[str, Any]) -> str:
-    assert ack["ok"] is False, ack
-    return str(ack["error"]["code"])
-
-
-def ok(ack: dict[str, Any]) -> dict[str, Any]:
-    assert ack["ok"] is True, ack
-    return ack
-
-
-async def new_room(server: Server) -> str:
-    return str((await server.create_room())["room"]["id"])
 
 
 async def create_quiz(host: LiveClient, questions: list[dict[str, Any]] | None = None) -> str:

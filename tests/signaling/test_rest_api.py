@@ -6,12 +6,11 @@ only; /healthz runs on both stores.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import pytest
-from support import SECRET, LiveClient, Refused, Server
+from support import SECRET, Refused, Server, refusal_code, wait_disconnected
 
 from livehub.app import WEB_DIR
 from livehub.rooms import tokens
@@ -32,21 +31,6 @@ def new_id() -> str:
 def verify(token: str, room: str) -> Any:
     """The principal a server-secret token stands for in ``room``."""
     return tokens.verify(token, [(SECRET, ALL_ROLES)], room)
-
-
-def refusal_code(refused: pytest.ExceptionInfo[Refused]) -> str:
-    """The error code in a refused connect (the body is the ``data`` of connect_error)."""
-    data = refused.value.data
-    assert isinstance(data, dict) and isinstance(data.get("data"), dict), data
-    return str(data["data"]["code"])
-
-
-async def wait_disconnected(client: LiveClient, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while client.sio.connected and "/live" in client.sio.namespaces:
-        assert loop.time() < deadline, "the server did not disconnect the socket"
-        await asyncio.sleep(0.02)
 
 
 # -- rooms -------------------------------------------------------------------------

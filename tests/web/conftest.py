@@ -3,8 +3,9 @@
 `browser` is function-scoped (pytest-asyncio runs each test on its own event
 loop, and a playwright connection belongs to the loop that started it).
 `web` bundles a real livehub (`memory_server`) with the browser, opens pages in
-separate contexts (separate localStorage) and records every page's console
-errors, uncaught exceptions and CSP violations.
+separate contexts (separate localStorage), joins a room's watch page as a
+named viewer, and records every page's console errors, uncaught exceptions and
+CSP violations.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 from support import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,6 +38,7 @@ LAUNCH_ARGS = [
     "--disable-quic",
 ]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
+WAIT_MS = 10_000
 
 # Runs before any page script (injected over CDP, so the page's CSP does not apply).
 RECORD_CSP = """
@@ -86,6 +95,24 @@ class Web:
         page.on("console", on_console)
         page.on("pageerror", lambda exc: log.page_errors.append(str(exc)))
         return page
+
+    async def answer_name(self, page: Page, room: str, name: str) -> None:
+        """Open the watch page of ``room`` and answer its name prompt."""
+        await page.goto(self.url(f"/watch/{room}"))
+        await expect(page.locator("#name-dialog")).to_be_visible(timeout=WAIT_MS)
+        await page.locator("#name-input").fill(name)
+        await page.locator("#name-submit").click()
+        await expect(page.locator("#name-dialog")).to_be_hidden(timeout=WAIT_MS)
+
+    async def join(self, page: Page, room: str, name: str) -> str:
+        """``answer_name``, then wait for the welcome; the viewer id."""
+        await self.answer_name(page, room, name)
+        handle = await page.wait_for_function(
+            "() => window.livehub && window.livehub.client && window.livehub.client.you"
+            " && window.livehub.client.you.viewer_id",
+            timeout=WAIT_MS,
+        )
+        return str(await handle.json_value())
 
     async def csp_violations(self, page: Page) -> list[str]:
         return list(await page.evaluate("window.__cspViolations || []"))

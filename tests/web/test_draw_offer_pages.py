@@ -14,20 +14,6 @@ if TYPE_CHECKING:
 WAIT_MS = 10_000
 
 
-async def join(page, web, room, name):
-    await page.goto(web.url(f"/watch/{room}"))
-    await expect(page.locator("#name-dialog")).to_be_visible(timeout=WAIT_MS)
-    await page.locator("#name-input").fill(name)
-    await page.locator("#name-submit").click()
-    await expect(page.locator("#name-dialog")).to_be_hidden(timeout=WAIT_MS)
-    handle = await page.wait_for_function(
-        "() => window.livehub && window.livehub.client && window.livehub.client.you"
-        " && window.livehub.client.you.viewer_id",
-        timeout=WAIT_MS,
-    )
-    return str(await handle.json_value())
-
-
 async def test_draw_offer_verify(web: Web) -> None:
     server = web.server
     created = await server.create_room()
@@ -40,9 +26,9 @@ async def test_draw_offer_verify(web: Web) -> None:
     ann = await web.page(
         "ann", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
-    await join(ann, web, room, "Ann")
+    await web.join(ann, room, "Ann")
     bob = await web.page("bob")
-    await join(bob, web, room, "Bob")
+    await web.join(bob, room, "Bob")
 
     # moderator starts a present draw through the form
     await mod_page.locator(".draw-prize-input").fill("A <b>signed</b> mug")
@@ -167,7 +153,7 @@ async def test_draw_offer_verify(web: Web) -> None:
     await expect(mod_page.locator(".offer-clicks")).to_have_text("1 clicks", timeout=WAIT_MS)
     # late joiner sees it
     cat = await web.page("cat")
-    await join(cat, web, room, "Cat")
+    await web.join(cat, room, "Cat")
     await expect(cat.locator(".offer-card")).to_be_visible(timeout=WAIT_MS)
     # withdraw
     await mod_page.locator(".offer-withdraw").click()

@@ -21,11 +21,7 @@ XSS_NAME = "<b>bold</b>"
 
 async def join(page: Page, web: Web, room: str, name: str) -> str:
     """Open the watch page, answer the name prompt, wait for the welcome; the viewer id."""
-    await page.goto(web.url(f"/watch/{room}"))
-    await expect(page.locator("#name-dialog")).to_be_visible(timeout=WAIT_MS)
-    await page.locator("#name-input").fill(name)
-    await page.locator("#name-submit").click()
-    await expect(page.locator("#name-dialog")).to_be_hidden(timeout=WAIT_MS)
+    await web.answer_name(page, room, name)
     return await welcomed(page)
 
 

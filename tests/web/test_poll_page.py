@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from support import LiveClient
 
 if TYPE_CHECKING:  # the fixture's class; not imported at run time (two conftest modules)
@@ -16,21 +16,6 @@ if TYPE_CHECKING:  # the fixture's class; not imported at run time (two conftest
 
 SHOTS = Path("/tmp/livehub-shots")
 WAIT_MS = 10_000
-
-
-async def join(page: Page, web: Web, room: str, name: str) -> str:
-    """Open the watch page, answer the name prompt, wait for the welcome; the viewer id."""
-    await page.goto(web.url(f"/watch/{room}"))
-    await expect(page.locator("#name-dialog")).to_be_visible(timeout=WAIT_MS)
-    await page.locator("#name-input").fill(name)
-    await page.locator("#name-submit").click()
-    await expect(page.locator("#name-dialog")).to_be_hidden(timeout=WAIT_MS)
-    handle = await page.wait_for_function(
-        "() => window.livehub && window.livehub.client && window.livehub.client.you"
-        " && window.livehub.client.you.viewer_id",
-        timeout=WAIT_MS,
-    )
-    return str(await handle.json_value())
 
 
 def ok(ack: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +35,7 @@ async def test_viewer_votes_by_clicking_and_sees_the_tally(web: Web) -> None:
     ok(await host.call("poll_open", {"poll_id": poll["id"]}))
 
     page = await web.page("viewer", viewport={"width": 390, "height": 844}, is_mobile=True)
-    viewer_id = await join(page, web, room, "Vera")
+    viewer_id = await web.join(page, room, "Vera")
     card = page.locator(f".poll-card[data-poll='{poll['id']}']")
     await expect(card).to_be_visible(timeout=WAIT_MS)
     await expect(card.locator(".poll-question")).to_have_text("<b>Best</b> fruit?")
@@ -123,7 +108,7 @@ async def test_quiz_from_the_moderate_panel_to_the_viewer_card(web: Web) -> None
     mod = await web.page("moderator", viewport={"width": 1280, "height": 900})
     await mod.goto(web.url(f"/moderate/{room}#token={created['moderator_token']}"))
     page = await web.page("viewer")
-    await join(page, web, room, "Quinn")
+    await web.join(page, room, "Quinn")
 
     panel = mod.locator(".quiz-panel")
     await panel.locator(".quiz-title-input").fill("Maths")

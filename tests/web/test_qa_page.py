@@ -40,11 +40,7 @@ async def connected(page: Page) -> None:
 
 async def join(page: Page, web: Web, room: str, name: str) -> None:
     """Open the watch page, answer the name prompt, wait for the welcome, open the Q&A card."""
-    await page.goto(web.url(f"/watch/{room}"))
-    await expect(page.locator("#name-dialog")).to_be_visible(timeout=WAIT_MS)
-    await page.locator("#name-input").fill(name)
-    await page.locator("#name-submit").click()
-    await expect(page.locator("#name-dialog")).to_be_hidden(timeout=WAIT_MS)
+    await web.answer_name(page, room, name)
     await connected(page)
     toggle = page.locator(".qa-card .qa-toggle")
     await expect(toggle).to_have_attribute("aria-expanded", "false", timeout=WAIT_MS)
