@@ -102,3 +102,40 @@ def _decode_with_any(
     if expired:
         raise NotAuthorised("token_expired", "The token has expired.")
     raise NotAuthorised("token_invalid", "The token is not valid.")
+
+
+LINK_AUDIENCE = "livehub-report-link"
+
+
+def mint_link(key: str, *, room: str, stream: str, ttl_seconds: int = 300) -> str:
+    """A short-lived signature that opens one stream's report in a browser tab.
+
+    Plain links cannot carry an Authorization header; this keeps the staff
+    token itself out of addresses, histories and logs.
+    """
+    now = int(time.time())
+    claims = {
+        "aud": LINK_AUDIENCE,
+        "room": room,
+        "stream": stream,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def verify_link(token: str, key: str, *, room: str, stream: str) -> None:
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=LINK_AUDIENCE,
+            options={"require": ["exp", "room", "stream"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise NotAuthorised("link_expired", "This report link has expired; open it again.") from exc
+    except jwt.PyJWTError as exc:
+        raise NotAuthorised("link_invalid", "This report link is not valid.") from exc
+    if claims.get("room") != room or claims.get("stream") != stream:
+        raise Forbidden("link_invalid", "This link is for another report.")

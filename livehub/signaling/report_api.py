@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
@@ -26,6 +27,7 @@ from livehub.reports import export
 from livehub.reports.model import SEGMENT_KEYS, Report
 from livehub.reports.service import Reports
 from livehub.reports.store import ReportStore
+from livehub.rooms import tokens
 from livehub.rooms.models import Room, Stream
 from livehub.signaling.auth import bearer_of
 from livehub.signaling.context import Services
@@ -56,6 +58,7 @@ class ReportApi:
             web.post(stream, self.build_report),
             web.delete(stream, self.delete_report),
             web.get(stream + "/segments/{segment}.csv", self.segment),
+            web.post(stream + "/link", self.link),
         ]
 
     async def stream_stopped(self, room_id: str, stream_id: str) -> None:
@@ -84,10 +87,26 @@ class ReportApi:
         return web.json_response({"reports": msgspec.to_builtins(infos)})
 
     async def get_report(self, request: web.Request) -> web.Response:
-        room = await self._room(request)
+        sig = request.query.get("sig")
+        if sig is None:
+            room = await self._room(request)
+        else:  # a browser tab opened from a signed link (see ``link``)
+            room = await self._s.rooms.get(request.match_info["room"])
+            tokens.verify_link(
+                sig, self._s.auth.secret, room=room.id, stream=request.match_info["stream"]
+            )
         fmt, lang = _format(request)
         stream = await self._stream(request, room)
         return self._respond(await self._reports.report(room.id, stream), fmt, lang)
+
+    async def link(self, request: web.Request) -> web.Response:
+        """A five-minute link that opens this report's HTML in a new tab."""
+        room = await self._room(request)
+        stream = await self._stream(request, room)
+        sig = tokens.mint_link(self._s.auth.secret, room=room.id, stream=stream.id)
+        query = urlencode({"format": "html", "lang": request.query.get("lang", "en"), "sig": sig})
+        path = f"/api/rooms/{room.id}/streams/{stream.id}/report?{query}"
+        return web.json_response({"url": path, "expires_in": 300}, status=201)
 
     async def build_report(self, request: web.Request) -> web.Response:
         room = await self._room(request)

@@ -89,9 +89,14 @@ async def test_report_page_lists_streams_and_downloads(web: Web, tmp_path: Path)
     await expect(item.locator(".report-number[data-key='likes'] dd")).to_have_text("4")
     await expect(item.locator(".report-number[data-key='messages'] dd")).to_have_text("2")
     await expect(item.locator(".report-replay")).to_have_count(0)  # no recording yet
-    href = await item.locator("a.report-open").get_attribute("href")
-    assert href is not None
-    assert href.startswith(f"/api/rooms/{room}/streams/{stream}/report?format=html&lang=en")
+    async with page.context.expect_page() as opened:
+        await item.locator("a.report-open").click()
+    tab = await opened.value
+    await tab.wait_for_url("**/report?format=html*", timeout=WAIT_MS)
+    assert f"/api/rooms/{room}/streams/{stream}/report?format=html" in tab.url
+    assert "sig=" in tab.url and host_token not in tab.url  # a signed link, not the token
+    await expect(tab.locator("svg").first).to_be_visible(timeout=WAIT_MS)
+    await tab.close()
 
     async with page.expect_download() as info:
         await item.locator("button.report-json").click()
@@ -124,8 +129,11 @@ async def test_report_page_lists_streams_and_downloads(web: Web, tmp_path: Path)
     )
     item = page.locator(f"li.report-stream[data-stream='{stream}']")
     await expect(item.locator("a.report-open")).to_have_text("打开报告")
-    href = await item.locator("a.report-open").get_attribute("href")
-    assert href is not None and "lang=zh-CN" in href
+    async with page.context.expect_page() as opened:
+        await item.locator("a.report-open").click()
+    tab = await opened.value
+    await tab.wait_for_url("**lang=zh-CN*", timeout=WAIT_MS)
+    await tab.close()
     await page.screenshot(path=str(SHOTS / "report-page.png"), full_page=True)
     await web.check_clean()
 

@@ -103,9 +103,22 @@ function reportUrl(streamId, format, extra = {}) {
   return `${streamPath(streamId)}?${q.toString()}`;
 }
 
-/** The link that opens the served HTML report (the server checks the token). */
-function openUrl(streamId) {
-  return reportUrl(streamId, 'html', { lang: lang(), token });
+/** Open the served HTML report in a new tab through a short-lived signed link,
+ *  so the staff token never appears in an address. */
+async function openReport(streamId) {
+  const tab = window.open('', '_blank');
+  const r = await api('POST', `${streamPath(streamId)}/link?lang=${encodeURIComponent(lang())}`, undefined, token);
+  if (!r.ok || !r.data || typeof r.data.url !== 'string') {
+    if (tab) tab.close();
+    status.error(r.data || { code: 'error' });
+    return;
+  }
+  if (tab) {
+    tab.opener = null;
+    tab.location.href = r.data.url;
+  } else {
+    location.href = r.data.url;
+  }
 }
 
 function number(n, digits = 0) {
@@ -244,9 +257,8 @@ function renderStream(entry) {
 
   const actions = el('div', 'report-actions');
   const open = tel('a', 'btn btn-primary btn-small report-open', 'report.open');
-  open.href = openUrl(stream.id);
-  open.target = '_blank';
-  open.rel = 'noopener noreferrer';
+  open.href = '#';
+  open.addEventListener('click', (ev) => { ev.preventDefault(); openReport(stream.id); });
   open.title = t('report.open_title');
   actions.appendChild(open);
   for (const format of ['html', 'json', 'csv']) actions.appendChild(downloadButton(stream.id, format));
