@@ -22,6 +22,8 @@ from livehub.interactions.offers import OfferService
 from livehub.interactions.polls import PollService
 from livehub.interactions.questions import QuestionService
 from livehub.interactions.quiz import QuizService
+from livehub.media.hls import HlsConfig, HlsPackager
+from livehub.media.recorder import RecordingConfig, RecordingManager
 from livehub.media.sessions import MediaConfig
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
@@ -38,6 +40,7 @@ from livehub.signaling.chat_events import ChatEvents
 from livehub.signaling.context import Services
 from livehub.signaling.draw_events import DrawEvents
 from livehub.signaling.fanout import Fanout
+from livehub.signaling.hls_api import HLS, RECORDINGS, HlsApi
 from livehub.signaling.http_api import RestApi
 from livehub.signaling.live import LiveNamespace
 from livehub.signaling.moderation_events import ModerationEvents
@@ -173,6 +176,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.add_routes(api.routes())
     reports = await ReportApi.create(services, settings.data_dir / DB_FILE)
     api.on_stream_stopped.append(reports.stream_stopped)
+    media.on_stream_stopped.append(reports.stream_stopped)
     app.add_routes(reports.routes())
     privacy = PrivacyApi.build(services, settings.data_dir / DB_FILE, reports.reports)
     if settings.retention_days > 0:
@@ -180,6 +184,19 @@ async def create_app(settings: Settings) -> web.Application:
     app.add_routes(draws.routes())
     app.add_routes(offers.routes())
     app.add_routes(media.routes())
+    # Recording and live HLS: relay subscribers started and ended with the publisher's media.
+    recordings = RecordingManager(
+        settings.data_dir / "recordings", RecordingConfig.build(settings.extra.get("recording"))
+    )
+    hls = HlsPackager(settings.data_dir / "hls", HlsConfig.build(settings.extra.get("hls")))
+    media.on_media_live += [recordings.start, hls.start]
+    media.on_media_ended += [recordings.stop, hls.stop]
+    api.on_stream_stopped += [recordings.stream_stopped, hls.stream_stopped]
+    api.recording_of = lambda room, stream: (
+        info.public() if (info := recordings.info(room, stream)) else None
+    )
+    app.add_routes(HlsApi(services, hls, recordings).routes())
+    app[RECORDINGS], app[HLS] = recordings, hls
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
@@ -187,6 +204,9 @@ async def create_app(settings: Settings) -> web.Application:
     # After _background, so it is cleaned up first: report builds stop while the log is open.
     app.cleanup_ctx.append(reports.reports.lifecycle)
     # After _background, so it is cleaned up first: streams end while the log is open.
+    # Before media.cleanup, so cleaned up after it: files are finalised once streams ended.
+    app.cleanup_ctx.append(recordings.lifecycle)
+    app.cleanup_ctx.append(hls.lifecycle)
     app.cleanup_ctx.append(media.cleanup)
     return app
 

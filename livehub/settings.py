@@ -83,9 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls-cert",
         help="serve HTTPS with this PEM certificate (chain); needs --tls-key (LIVEHUB_TLS_CERT)",
     )
-    parser.add_argument(
-        "--tls-key", help="the PEM private key of --tls-cert (LIVEHUB_TLS_KEY)"
-    )
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert (LIVEHUB_TLS_KEY)")
     parser.add_argument("--tick-ms", type=int, help="danmaku batch tick (LIVEHUB_TICK_MS)")
     parser.add_argument(
         "--max-danmaku-per-second",

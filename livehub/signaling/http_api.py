@@ -28,6 +28,8 @@ class RestApi:
         self._node = node_id
         # Awaited with (room id, stream id) after a stream stopped (e.g. to build its report).
         self.on_stream_stopped: list[Callable[[str, str], Awaitable[None]]] = []
+        # (room id, stream id) -> the stream's recording (url, duration, size), if it has one.
+        self.recording_of: Callable[[str, str], dict[str, Any] | None] = lambda room, stream: None
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -169,4 +171,10 @@ class RestApi:
         room = await self._s.rooms.get(request.match_info["room"])
         self._s.auth.require_staff(bearer_of(request.headers.get("Authorization")), room)
         streams = await self._s.rooms.streams(room.id)
-        return web.json_response({"streams": msgspec.to_builtins(streams)})
+        views = []
+        for stream in streams:
+            view = msgspec.to_builtins(stream)
+            if (recording := self.recording_of(room.id, stream.id)) is not None:
+                view["recording"] = recording
+            views.append(view)
+        return web.json_response({"streams": views})

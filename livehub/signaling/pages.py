@@ -47,6 +47,7 @@ class Pages:
             web.get("/studio/{room}", self._page("studio.html")),
             web.get("/verify", self._page("verify.html")),
             web.get("/rooms/{room}/report", self._page("report.html")),
+            web.get("/replay/{room}/{stream}", self._page("replay.html")),
             web.get("/static/vendor/{name}", self.vendor),
             web.static("/static", self._static, append_version=False),
         ]

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 from aiohttp import web
 
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound
+from livehub.media.relay import RoomRelay
 from livehub.media.sdp import MAX_SDP_BYTES, BadSdp, parse_offer, parse_sdpfrag
 from livehub.media.sessions import MediaConfig, MediaSessions, Session
 from livehub.signaling.auth import bearer_of
@@ -66,6 +67,12 @@ class WhipEndpoints:
         self._s = services
         self._live = live
         self.sessions = MediaSessions(config, self._stream_ended)
+        # Media subscribers (recording, HLS): awaited with (room, stream id, relay) once a
+        # publisher is live (again, if it came back), and with the room when its media ended.
+        self.on_media_live: list[Callable[[str, str, RoomRelay], Awaitable[None]]] = []
+        self.on_media_ended: list[Callable[[str], Awaitable[None]]] = []
+        # (room, stream) after a publisher's leaving ended the stream (reports build here)
+        self.on_stream_stopped: list[Callable[[str, str], Awaitable[None]]] = []
 
     def routes(self) -> list[web.RouteDef]:
         routes: list[web.RouteDef] = []
@@ -105,7 +112,15 @@ class WhipEndpoints:
         except BaseException:
             await self.sessions.abort(session)
             raise
+        await self._media_live(room.id)
         return self._created("whip", session)
+
+    async def _media_live(self, room_id: str) -> None:
+        relay = self.sessions.relay(room_id)
+        room = await self._s.rooms.get(room_id)
+        if relay is not None and room.stream is not None:
+            for hook in self.on_media_live:
+                await _quietly(hook(room_id, room.stream.id, relay), room_id)
 
     async def _go_live(self, room_id: str, actor: str) -> None:
         room = await self._s.rooms.get_open(room_id)
@@ -122,11 +137,17 @@ class WhipEndpoints:
     async def _stream_ended(self, room_id: str, actor: str) -> None:
         if self.sessions.publisher(room_id) is not None:
             return  # a new publisher took the room over while the old one was ending
+        for hook in self.on_media_ended:
+            await _quietly(hook(room_id), room_id)
+        current = (await self._s.rooms.get(room_id)).stream
         try:
             stopped = await self._s.rooms.stop_stream(room_id, actor)
         except Conflict:
             return  # already stopped (over REST, or the room was closed)
         await self._live.emit("room", stopped.public_view(), room=f"room:{room_id}")
+        if current is not None:
+            for done in self.on_stream_stopped:
+                await _quietly(done(room_id, current.id), room_id)
 
     # WHEP
 
@@ -245,6 +266,14 @@ class WhipEndpoints:
                 return response
 
         return guarded
+
+
+async def _quietly(hook: Awaitable[None], room_id: str) -> None:
+    """A media subscriber that fails must not fail publishing or ending the stream."""
+    try:
+        await hook
+    except Exception:
+        log.exception("room %s: a media subscriber hook failed", room_id)
 
 
 def _bearer(request: web.Request) -> str | None:

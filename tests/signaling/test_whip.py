@@ -257,7 +257,10 @@ def in_order(counters: list[int]) -> None:
 
 @pytest.fixture
 async def media_server(tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(make_settings(tmp_path / "data", extra={"media": MEDIA_TIMING}))
+    # Forwarding alone: no recorder or HLS packager subscribed to the relay (tests/media).
+    off = {"enabled": False}
+    extra = {"media": MEDIA_TIMING, "recording": off, "hls": off}
+    srv = await start_server(make_settings(tmp_path / "data", extra=extra))
     yield srv
     await stop_server(srv)
 

@@ -146,7 +146,8 @@ function when(epochSeconds) {
 /** A same-origin path or an http(s) URL from the stream's `recording`, else null. */
 function recordingUrl(recording) {
   const raw = typeof recording === 'string' ? recording
-    : (recording && typeof recording.url === 'string' ? recording.url : null);
+    : (recording && typeof recording.replay === 'string' ? recording.replay
+      : (recording && typeof recording.url === 'string' ? recording.url : null));
   if (!raw) return null;
   try {
     const url = new URL(raw, location.href);

@@ -7,6 +7,7 @@ import {
 } from './live.js';
 import { DanmakuOverlay } from './danmaku.js';
 import { WATCH_FEATURES } from './features/index.js';
+import { mountPlayer } from './player.js';
 import { ChatList, StatusLine, showConnState, showLive, errorText, el, tel } from './ui.js';
 
 const COLORS = [
@@ -181,6 +182,7 @@ function start(token) {
   window.livehub = { room, client, overlay, chat, video };
   const cards = $('cards');
   for (const mount of WATCH_FEATURES) mount({ room, client, cards, status });
+  window.livehub.player = mountPlayer({ room, client, video, stage });
 
   client.on('state', (s) => showConnState($('conn-state'), s));
 

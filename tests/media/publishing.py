@@ -1,0 +1,154 @@
+"""Publishing a synthetic stream over WHIP to a real server, and probing what it wrote.
+
+The publisher is a real aiortc peer in the test process: it encodes a moving
+test picture (H.264 or VP8) and Opus silence. ffprobe and ffmpeg (Debian's)
+check the files the server wrote, as a player would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from support import Server
+
+W, H = 320, 240
+FPS = 30
+MEDIA_TIMING = {
+    "publisher_grace": 1.0,
+    "peer_timeout": 3.0,
+    "connect_timeout": 8.0,
+    "check_interval": 0.1,
+}
+
+
+class PatternTrack(MediaStreamTrack):
+    """30 fps frames with a bar that moves, so every frame encodes to something."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        self._start = self._start or time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self.count / FPS - time.monotonic()))
+        frame = av.VideoFrame(W, H, "yuv420p")
+        for plane in frame.planes[1:]:
+            plane.update(b"\x80" * (plane.line_size * plane.height))
+        stride = frame.planes[0].line_size
+        luma = bytearray(b"\x20" * (stride * H))
+        x = self.count * 4 % W
+        for row in range(H):
+            luma[row * stride + x : row * stride + min(W, x + 16)] = b"\xe0" * min(16, W - x)
+        frame.planes[0].update(bytes(luma))
+        frame.pts = self.count * (90000 // FPS)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.count += 1
+        return frame
+
+
+@dataclass
+class Publisher:
+    pc: RTCPeerConnection
+    track: PatternTrack
+    location: str
+    started: float  # wall clock when the server answered
+
+
+async def publish(
+    server: Server, room: str, token: str, *, codec: str = "video/H264", audio: bool = True
+) -> Publisher:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = PatternTrack()
+    video = pc.addTransceiver(track, direction="sendonly")
+    video.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
+    )
+    if audio:
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    # Without abs-send-time the server sends no REMB, so aiortc's encoder never
+    # restarts (which would make keyframes nobody asked for).
+    sdp = "".join(
+        line
+        for line in pc.localDescription.sdp.splitlines(keepends=True)
+        if "abs-send-time" not in line
+    )
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+    async with server.http.post(f"{server.url}/whip/{room}", data=sdp, headers=headers) as r:
+        assert r.status == 201, await r.text()
+        location, answer = r.headers["Location"], await r.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return Publisher(pc, track, location, time.time())
+
+
+async def unpublish(server: Server, publisher: Publisher, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with server.http.delete(server.url + publisher.location, headers=headers) as r:
+        assert r.status == 200, await r.text()
+    await publisher.pc.close()
+
+
+async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Wait for a truthy ``condition()`` (sync or async); fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def run(*argv: str, timeout: float = 30) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def ffprobe(target: str) -> dict[str, Any]:
+    """ffprobe's view of a file or URL: ``{"format": {...}, "streams": [...]}``."""
+    code, out, err = await run(
+        "ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", target
+    )
+    assert code == 0, err
+    return dict(json.loads(out))
+
+
+async def decodes_cleanly(target: str) -> str:
+    """Decode every frame with ffmpeg; returns its complaints ('' when there are none)."""
+    code, _, err = await run("ffmpeg", "-v", "error", "-i", target, "-f", "null", "-")
+    assert code == 0, err
+    return err
+
+
+def codecs(probe: dict[str, Any]) -> dict[str, str]:
+    return {s["codec_type"]: s["codec_name"] for s in probe["streams"]}

@@ -1,0 +1,243 @@
+"""Recording: a real publisher over WHIP, the file checked with ffprobe and ffmpeg.
+
+The recording is a relay subscriber remuxing the publisher's frames, so the
+test also proves nothing was re-encoded: the server's video stream has no
+codec context at all, and the publisher's keyframe bytes are in the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from publishing import (
+    MEDIA_TIMING,
+    H,
+    W,
+    codecs,
+    decodes_cleanly,
+    ffprobe,
+    publish,
+    unpublish,
+    until,
+)
+from support import Server, make_settings, start_server, stop_server
+
+from livehub.media.recorder import RecordingManager
+from livehub.media.remux import nal_units
+from livehub.signaling.hls_api import RECORDINGS
+
+
+@pytest.fixture
+async def media_server(tmp_path: Path) -> AsyncIterator[Server]:
+    settings = make_settings(tmp_path / "data", extra={"media": MEDIA_TIMING})
+    srv = await start_server(settings)
+    yield srv
+    await stop_server(srv)
+
+
+def recordings(server: Server) -> RecordingManager:
+    return server.app[RECORDINGS]
+
+
+async def streams(server: Server, room: str, token: str) -> list[dict[str, Any]]:
+    status, body = await server.api("GET", f"/api/rooms/{room}/streams", token=token)
+    assert status == 200, body
+    return list(body["streams"])
+
+
+async def say(client: Any, text: str) -> int:
+    ack = await client.call("chat", {"text": text, "client_id": uuid.uuid4().hex})
+    assert ack["ok"], ack
+    return int(ack["message"]["id"])
+
+
+async def test_a_stream_is_recorded_as_it_was_sent_and_replayed_with_its_chat(
+    media_server: Server,
+) -> None:
+    made = await media_server.create_room()
+    rid, host = made["room"]["id"], made["host_token"]
+    publisher = await publish(media_server, rid, host)
+    room_view = (await media_server.api("GET", f"/api/rooms/{rid}"))[1]
+    stream_id = room_view["stream_id"]
+    live = await until(lambda: recordings(media_server).recording(rid), 5, "the recorder")
+    assert live.stream == stream_id
+    await until(lambda: live.sink.opened, 10, "the first keyframe to open the file")
+
+    viewer = await media_server.client(rid, name="Bo")
+    first = await say(viewer, "first!")
+    await asyncio.sleep(1.0)
+    gone = await say(viewer, "this one gets deleted")
+    moderator = await media_server.client(rid, made["moderator_token"], role="moderator")
+    assert (await moderator.call("mod_delete", {"message_id": gone}))["ok"]
+    await asyncio.sleep(1.0)
+    last = await say(viewer, "bye")
+
+    # While live the stream lists its recording, still growing.
+    listed = await streams(media_server, rid, host)
+    during = listed[-1]["recording"]
+    assert during["complete"] is False and during["url"] == f"/recordings/{rid}/{stream_id}.mp4"
+    await until(lambda: live.info().duration >= 5.0, 15, "five seconds recorded")
+
+    stopped_at = time.time()
+    await unpublish(media_server, publisher, host)
+    # The stream's end waited for the file to be finalised.
+    assert recordings(media_server).recording(rid) is None
+    path = media_server.settings.data_dir / "recordings" / rid / f"{stream_id}.mp4"
+    info = recordings(media_server).info(rid, stream_id)
+    assert info is not None and info.complete and info.size == path.stat().st_size > 0
+    assert info.started_at is not None
+    wall = stopped_at - info.started_at
+    assert abs(info.duration - wall) < 1.0, (info.duration, wall)
+
+    probe = await ffprobe(str(path))
+    assert codecs(probe) == {"video": "h264", "audio": "opus"}
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (W, H)
+    assert abs(float(probe["format"]["duration"]) - info.duration) < 0.3
+    assert await decodes_cleanly(str(path)) == ""
+
+    # Not re-encoded: the server never had a video codec context, and the
+    # publisher's keyframe (its IDR slice, byte for byte) is in the file.
+    assert live.sink._streams["video"].codec_context is None
+    assert live.sink.keyframe_sample is not None
+    idr = [n for n in nal_units(live.sink.keyframe_sample) if n[0] & 0x1F == 5]
+    assert idr and idr[0] in path.read_bytes()
+
+    listed = await streams(media_server, rid, host)
+    recording = listed[-1]["recording"]
+    assert recording["complete"] is True
+    assert recording["size"] == info.size and recording["duration"] == round(info.duration, 3)
+    assert recording["replay"] == f"/replay/{rid}/{stream_id}"
+
+    # The file is public for a public room, with Range support for seeking.
+    async with media_server.http.get(media_server.url + recording["url"]) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+        assert len(await r.read()) == info.size
+    ranged = {"Range": "bytes=100-199"}
+    async with media_server.http.get(media_server.url + recording["url"], headers=ranged) as r:
+        assert r.status == 206 and r.headers["Content-Range"] == f"bytes 100-199/{info.size}"
+        assert await r.read() == path.read_bytes()[100:200]
+
+    # Replay chat: visible messages only, at offsets into the recording.
+    status, replay = await media_server.api(
+        "GET", f"/api/rooms/{rid}/streams/{stream_id}/danmaku", token=None
+    )
+    assert status == 200, replay
+    assert replay["recording"]["url"] == recording["url"]
+    texts = [m["text"] for m in replay["messages"]]
+    assert texts == ["first!", "bye"]
+    offsets = [m["offset_ms"] for m in replay["messages"]]
+    assert [m["id"] for m in replay["messages"]] == [first, last]
+    assert 0 <= offsets[0] < offsets[1] <= info.duration * 1000
+    assert 1500 <= offsets[1] - offsets[0] <= 4000
+    assert set(replay["messages"][0]) == {
+        "id",
+        "name",
+        "role",
+        "text",
+        "mode",
+        "color",
+        "offset_ms",
+    }
+
+    async with media_server.http.get(f"{media_server.url}/replay/{rid}/{stream_id}") as r:
+        assert r.status == 200 and "replay.js" in await r.text()
+
+
+async def test_a_private_rooms_recording_and_chat_need_a_token_of_the_room(
+    media_server: Server,
+) -> None:
+    made = await media_server.create_room(private=True)
+    rid, host = made["room"]["id"], made["host_token"]
+    other = await media_server.create_room()
+    publisher = await publish(media_server, rid, host, audio=False)
+    stream_id = (await media_server.api("GET", f"/api/rooms/{rid}"))[1]["stream_id"]
+    live = await until(lambda: recordings(media_server).recording(rid), 5, "the recorder")
+    await until(lambda: live.info().duration >= 1.0, 10, "a second recorded")
+    await unpublish(media_server, publisher, host)
+    url = f"{media_server.url}/recordings/{rid}/{stream_id}.mp4"
+    danmaku = f"{media_server.url}/api/rooms/{rid}/streams/{stream_id}/danmaku"
+    viewer = media_server.token(rid)
+    for target in (url, danmaku):
+        for query, status in [
+            ("", 401),
+            ("?t=garbage", 401),
+            (f"?t={other['host_token']}", 403),
+            (f"?t={viewer}", 200),
+        ]:
+            async with media_server.http.get(target + query) as r:
+                assert r.status == status, (target, query, await r.text())
+    probe = await ffprobe(f"{url}?t={viewer}")
+    assert codecs(probe) == {"video": "h264"}, "video only: no audio was published"
+
+
+async def test_recording_names_cannot_leave_the_recordings_directory(
+    media_server: Server,
+) -> None:
+    made = await media_server.create_room()
+    rid = made["room"]["id"]
+    (media_server.settings.data_dir / "recordings").mkdir(parents=True, exist_ok=True)
+    for path in (
+        f"/recordings/{rid}/..%2F..%2Fsecret.key",
+        f"/recordings/{rid}/%2e%2e%2fadmin.key",
+        f"/recordings/{rid}/s_x.json",
+        f"/recordings/{rid}/livehub.db",
+        f"/recordings/{rid}/nosuch.mp4",
+        "/recordings/..%2F/livehub.db",
+    ):
+        async with media_server.http.get(media_server.url + path) as r:
+            assert r.status == 404, (path, r.status)
+            assert (await r.json())["code"] in {"recording_not_found", "room_not_found"}
+    status, body = await media_server.api(
+        "GET", f"/api/rooms/{rid}/streams/s_nosuch/danmaku", token=None
+    )
+    assert status == 404 and body["code"] == "stream_not_found"
+
+
+async def test_a_vp8_stream_is_recorded_to_webm_and_has_no_hls(media_server: Server) -> None:
+    made = await media_server.create_room()
+    rid, host = made["room"]["id"], made["host_token"]
+    publisher = await publish(media_server, rid, host, codec="video/VP8")
+    stream_id = (await media_server.api("GET", f"/api/rooms/{rid}"))[1]["stream_id"]
+    live = await until(lambda: recordings(media_server).recording(rid), 5, "the recorder")
+    await until(lambda: live.info().duration >= 2.0, 10, "two seconds recorded")
+    async with media_server.http.get(f"{media_server.url}/hls/{rid}/index.m3u8") as r:
+        assert r.status == 404 and (await r.json())["code"] == "hls_unavailable"
+    await unpublish(media_server, publisher, host)
+    path = media_server.settings.data_dir / "recordings" / rid / f"{stream_id}.webm"
+    probe = await ffprobe(str(path))
+    assert codecs(probe) == {"video": "vp8", "audio": "opus"}
+    assert await decodes_cleanly(str(path)) == ""
+    listed = await streams(media_server, rid, host)
+    assert listed[-1]["recording"]["url"] == f"/recordings/{rid}/{stream_id}.webm"
+    async with media_server.http.get(media_server.url + listed[-1]["recording"]["url"]) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/webm"
+
+
+async def test_a_stream_the_publisher_ends_gets_its_report_built(media_server: Server) -> None:
+    made = await media_server.create_room()
+    rid, host = made["room"]["id"], made["host_token"]
+    publisher = await publish(media_server, rid, host)
+    stream_id = (await media_server.api("GET", f"/api/rooms/{rid}"))[1]["stream_id"]
+    viewer = await media_server.client(rid, name="Bo")
+    await say(viewer, "hello from the stream")
+    await unpublish(media_server, publisher, host)
+
+    async def stored() -> bool:
+        status, body = await media_server.api("GET", f"/api/rooms/{rid}/reports", token=host)
+        return status == 200 and any(r["stream"] == stream_id for r in body["reports"])
+
+    deadline = time.monotonic() + 10
+    while not await stored():
+        assert time.monotonic() < deadline, "no report was stored for the WHIP-ended stream"
+        await asyncio.sleep(0.2)
+    status, report = await media_server.api(
+        "GET", f"/api/rooms/{rid}/streams/{stream_id}/report", token=host
+    )
+    assert status == 200 and report["summary"]["chat_messages"] == 1
