@@ -79,9 +79,17 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[Any]] = []
 
-    def start(self, argv: list[str], *, core: int | None, log: Path | None = None,
-              stdin: Any = subprocess.DEVNULL, stdout: Any = None,
-              env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[Any]:
+    def start(
+        self,
+        argv: list[str],
+        *,
+        core: int | None,
+        log: Path | None = None,
+        stdin: Any = subprocess.DEVNULL,
+        stdout: Any = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[Any]:
         out: Any = stdout
         err: Any = None
         if log is not None:
@@ -90,8 +98,14 @@ class Children:
             if out is None:
                 out = fh
         p = subprocess.Popen(
-            argv, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd,
-            preexec_fn=child_setup(core), start_new_session=True,
+            argv,
+            stdin=stdin,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+            preexec_fn=child_setup(core),
+            start_new_session=True,
         )
         p._bench_log = err  # type: ignore[attr-defined]
         self.procs.append(p)
@@ -140,8 +154,9 @@ class Children:
 # tiny HTTP client (urllib, 127.0.0.1 only)
 
 
-def http(method: str, url: str, body: Any = None, token: str | None = None,
-         timeout: float = 5.0) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 5.0
+) -> tuple[int, Any]:
     assert url.startswith(f"http://{HOST}:"), url
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
@@ -169,7 +184,8 @@ def wait_healthz(port: int, proc: subprocess.Popen[Any] | None, timeout: float =
     while time.monotonic() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(
-                f"server exited with code {proc.returncode} before /healthz answered")
+                f"server exited with code {proc.returncode} before /healthz answered"
+            )
         try:
             status, body = http("GET", f"http://{HOST}:{port}/healthz", timeout=2.0)
             if status == 200:
@@ -185,8 +201,9 @@ def wait_healthz(port: int, proc: subprocess.Popen[Any] | None, timeout: float =
 # tokens
 
 
-def mint_tokens(secret: str, room: str, n: int, *, prefix: str = "bench",
-                ttl: int = 6 * 3600) -> list[str]:
+def mint_tokens(
+    secret: str, room: str, n: int, *, prefix: str = "bench", ttl: int = 6 * 3600
+) -> list[str]:
     """n viewer tokens (HS256, aud=livehub) signed with the server secret, minted locally."""
     import jwt  # PyJWT
 
@@ -194,16 +211,21 @@ def mint_tokens(secret: str, room: str, n: int, *, prefix: str = "bench",
     out = []
     for i in range(n):
         claims = {
-            "aud": "livehub", "room": room, "role": "viewer",
-            "sub": f"{prefix}-{i}", "name": f"{prefix} {i}",
-            "iat": now, "exp": now + ttl,
+            "aud": "livehub",
+            "room": room,
+            "role": "viewer",
+            "sub": f"{prefix}-{i}",
+            "name": f"{prefix} {i}",
+            "iat": now,
+            "exp": now + ttl,
         }
         out.append(jwt.encode(claims, secret, algorithm="HS256"))
     return out
 
 
 def random_secret(nbytes: int = 32) -> str:
-    return secrets.token_urlsafe(nbytes)
+    """Random, URL-safe, and never starting with "-" (it goes on a command line)."""
+    return "k" + secrets.token_urlsafe(nbytes)
 
 
 # ---------------------------------------------------------------------------
@@ -240,28 +262,60 @@ def log(*a: Any) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
-def core_times(core: int | None) -> tuple[float, float, float] | None:
-    """(busy, steal, total) seconds for one core from /proc/stat ("cpuN"), or None.
-    busy excludes idle/iowait/steal; a window's busy minus our process's CPU is what
-    other processes (or the kernel on their behalf) took from that core."""
-    if core is None:
-        return None
+def _stat_line(prefix: str) -> list[int] | None:
     try:
-        tick = os.sysconf("SC_CLK_TCK")
         for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith(f"cpu{core} "):
-                v = [int(x) for x in line.split()[1:]]
-                user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-                busy = user + nice + system + irq + softirq
-                total = busy + idle + iowait + steal
-                return busy / tick, steal / tick, total / tick
+            if line.startswith(prefix):
+                return ([int(x) for x in line.split()[1:]] + [0] * 8)[:8]
     except (OSError, ValueError):
         pass
     return None
 
 
-def core_window(a: tuple[float, float, float] | None, b: tuple[float, float, float] | None,
-                wall: float) -> dict[str, float] | None:
+def core_times(core: int | None) -> tuple[float, float, float, float] | None:
+    """(busy, steal, irq, total) seconds for one core from /proc/stat ("cpuN"), or None.
+    busy = user + nice + system (no irq/softirq, no idle/iowait/steal). Over a window,
+    busy minus our own process's CPU is roughly what other processes took from that core."""
+    if core is None:
+        return None
+    v = _stat_line(f"cpu{core} ")
+    if v is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    busy = user + nice + system
+    total = busy + idle + iowait + irq + softirq + steal
+    return busy / tick, steal / tick, (irq + softirq) / tick, total / tick
+
+
+def core_window(
+    a: tuple[float, ...] | None, b: tuple[float, ...] | None, wall: float
+) -> dict[str, float] | None:
     if a is None or b is None or wall <= 0:
         return None
-    return {"busy": round((b[0] - a[0]) / wall, 3), "steal": round((b[1] - a[1]) / wall, 3)}
+    return {
+        "busy": round((b[0] - a[0]) / wall, 3),
+        "steal": round((b[1] - a[1]) / wall, 3),
+        "irq": round((b[2] - a[2]) / wall, 3),
+    }
+
+
+def machine_busy(interval: float = 2.0) -> float:
+    """Fraction of all cores busy (user+nice+system+irq+softirq) over `interval` seconds."""
+    a = _stat_line("cpu ")
+    time.sleep(interval)
+    b = _stat_line("cpu ")
+    if a is None or b is None:
+        return 0.0
+    d = [y - x for x, y in zip(a, b, strict=True)]
+    total = sum(d) or 1
+    return (d[0] + d[1] + d[2] + d[5] + d[6]) / total
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.08) -> tuple[bool, float]:
+    """Wait (at most max_wait s) until the machine is nearly idle; (quiet?, last busy)."""
+    t0 = time.monotonic()
+    busy = machine_busy(1.0)
+    while busy > threshold and time.monotonic() - t0 < max_wait:
+        busy = machine_busy(2.0)
+    return busy <= threshold, busy

@@ -97,8 +97,19 @@ def invol_switches() -> int:
 
 
 class Viewer:
-    __slots__ = ("ack_id", "alive", "frames", "i", "lat", "n", "pending", "probe", "sender",
-                 "task", "ws")
+    __slots__ = (
+        "ack_id",
+        "alive",
+        "frames",
+        "i",
+        "lat",
+        "n",
+        "pending",
+        "probe",
+        "sender",
+        "task",
+        "ws",
+    )
 
     def __init__(self, i: int) -> None:
         self.i = i
@@ -122,7 +133,8 @@ class Load:
         self.naive = args.naive
         self.ev_prefix = EV + (b'["chat"' if args.naive else b'["batch"')
         self.expect_welcome = (
-            (not args.naive) if args.expect_welcome is None else args.expect_welcome)
+            (not args.naive) if args.expect_welcome is None else args.expect_welcome
+        )
         self.viewers: list[Viewer] = []
         self.session: aiohttp.ClientSession | None = None
         self.stop = asyncio.Event()
@@ -174,8 +186,13 @@ class Load:
             try:
                 async with asyncio.timeout(self.a.connect_timeout):
                     ws = await self.session.ws_connect(
-                        self.url, decode_text=False, autoping=True, autoclose=True,
-                        max_msg_size=16 * 1024 * 1024, origin=self.origin, compress=0,
+                        self.url,
+                        decode_text=False,
+                        autoping=True,
+                        autoclose=True,
+                        max_msg_size=16 * 1024 * 1024,
+                        origin=self.origin,
+                        compress=0,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
                     )
                     msg = await ws.receive()
@@ -186,8 +203,12 @@ class Load:
                     while not (ok and (welcomed or not self.expect_welcome)):
                         msg = await ws.receive()
                         if msg.type is not WSMsgType.TEXT:
-                            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING,
-                                            WSMsgType.ERROR):
+                            if msg.type in (
+                                WSMsgType.CLOSE,
+                                WSMsgType.CLOSED,
+                                WSMsgType.CLOSING,
+                                WSMsgType.ERROR,
+                            ):
                                 raise ConnectionError(f"closed during connect ({msg.type.name})")
                             continue
                         d = msg.data
@@ -196,7 +217,7 @@ class Load:
                         elif d.startswith(CONNECT_ERR):
                             code = "refused"
                             try:
-                                body = _decode(d[len(CONNECT_ERR) + 1:])
+                                body = _decode(d[len(CONNECT_ERR) + 1 :])
                                 data = body.get("data", body) if isinstance(body, dict) else body
                                 if isinstance(data, dict):
                                     code = str(data.get("code") or data.get("message") or data)[:80]
@@ -235,9 +256,11 @@ class Load:
         while pending and time.monotonic() < deadline and not self.stop.is_set():
             _, pending = await asyncio.wait(pending, timeout=2.0)
             alive = sum(1 for v in self.viewers if v.alive)
-            log(f"[load] connecting: {alive}/{n} up, {len(pending)} pending, "
+            log(
+                f"[load] connecting: {alive}/{n} up, {len(pending)} pending, "
                 f"{sum(self.connect_fail.values())} failed, {sum(self.refusals.values())} refused, "
-                f"{time.monotonic() - t0:.1f}s")
+                f"{time.monotonic() - t0:.1f}s"
+            )
         for t in pending:
             t.cancel()
         if pending:
@@ -257,8 +280,12 @@ class Load:
             while True:
                 msg = await recv()
                 if msg.type is not text:
-                    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING,
-                                    WSMsgType.ERROR):
+                    if msg.type in (
+                        WSMsgType.CLOSE,
+                        WSMsgType.CLOSED,
+                        WSMsgType.CLOSING,
+                        WSMsgType.ERROR,
+                    ):
                         break
                     continue
                 d = msg.data
@@ -272,8 +299,12 @@ class Load:
                 elif d.startswith(ACK):
                     self.on_ack(v, d)
                 elif d.startswith(EV):
-                    name = d[len(EV):len(EV) + 40].split(b",", 1)[0].strip(b'["]').decode(
-                        errors="replace")
+                    name = (
+                        d[len(EV) : len(EV) + 40]
+                        .split(b",", 1)[0]
+                        .strip(b'["]')
+                        .decode(errors="replace")
+                    )
                     self.other_events[name] = self.other_events.get(name, 0) + 1
                 elif d.startswith(DISCONNECT) or d[:1] == b"1":
                     break
@@ -289,7 +320,7 @@ class Load:
     def on_probe_frame(self, v: Viewer, d: bytes) -> None:
         now = time.monotonic_ns()
         try:
-            ev = _decode(d[len(EV):])
+            ev = _decode(d[len(EV) :])
             payload = ev[1]
             if self.naive:
                 msgs = [payload]
@@ -315,7 +346,7 @@ class Load:
         now = time.monotonic_ns()
         try:
             j = d.index(b"[", len(ACK))
-            aid = int(d[len(ACK):j])
+            aid = int(d[len(ACK) : j])
             k = v.pending.pop(aid, None)
             if k is None:
                 return
@@ -343,8 +374,11 @@ class Load:
         aid = v.ack_id
         t = time.monotonic_ns()
         text = f"{MARKER_S}{k} {t} {syllables(k)}"
-        frame = (f'42{NS},{aid}["chat",'
-                 + json.dumps({"text": text, "client_id": f"b{k}"}, separators=(",", ":")) + "]")
+        frame = (
+            f'42{NS},{aid}["chat",'
+            + json.dumps({"text": text, "client_id": f"b{k}"}, separators=(",", ":"))
+            + "]"
+        )
         v.pending[aid] = k
         self.sent_t[k] = t
         try:
@@ -417,15 +451,20 @@ class Load:
         S = min(S, n)
         per_sender = rate / S
         if per_sender > a.max_sender_rate + 1e-9:
-            log(f"[load] WARNING: {S} senders at {per_sender:.2f} msg/s each exceeds "
-                f"--max-sender-rate {a.max_sender_rate}")
+            log(
+                f"[load] WARNING: {S} senders at {per_sender:.2f} msg/s each exceeds "
+                f"--max-sender-rate {a.max_sender_rate}"
+            )
         connect_s = await self.connect_all(n)
         self.quiet_gc()
         connected = [v for v in self.viewers if v.alive]
-        self.emit({"event": "connected", "connected": len(connected),
-                   "seconds": round(connect_s, 2)})
-        log(f"[load] {len(connected)}/{n} connected in {connect_s:.1f}s; "
-            f"failures={self.connect_fail} refusals={self.refusals}")
+        self.emit(
+            {"event": "connected", "connected": len(connected), "seconds": round(connect_s, 2)}
+        )
+        log(
+            f"[load] {len(connected)}/{n} connected in {connect_s:.1f}s; "
+            f"failures={self.connect_fail} refusals={self.refusals}"
+        )
         if not connected:
             return self.result(n, S, per_sender, connect_s, 0, 0, {}, {}, 0.0, 0.0)
         # senders: the first S connected viewers; probes: spread over all connected viewers
@@ -443,9 +482,12 @@ class Load:
         # warm-up, then the measured window, with one continuous send loop
         t_start = time.monotonic()
         sender_task = asyncio.create_task(
-            self.send_loop(senders, rate, t_start + a.warmup + a.duration))
-        log(f"[load] sending {rate:g} msg/s from {S} senders ({per_sender:.2f} msg/s each); "
-            f"warm-up {a.warmup:g}s")
+            self.send_loop(senders, rate, t_start + a.warmup + a.duration)
+        )
+        log(
+            f"[load] sending {rate:g} msg/s from {S} senders ({per_sender:.2f} msg/s each); "
+            f"warm-up {a.warmup:g}s"
+        )
         await self.sleep_or_stop(a.warmup)
         n0 = {v.i: v.n for v in self.viewers if v.alive}
         f0 = sum(v.frames for v in self.viewers)
@@ -475,9 +517,11 @@ class Load:
         while time.monotonic() - t_drain < a.drain and not self.stop.is_set():
             expected = [k for k in window if self.ack.get(k, "ok") == "ok"]
             total = self.expected_total()
-            if all(k in self.ack for k in window) and \
-                    all(v.n >= total for v in self.viewers if v.alive) and \
-                    all(all(k in p.lat for k in expected) for p in probes if p.alive):
+            if (
+                all(k in self.ack for k in window)
+                and all(v.n >= total for v in self.viewers if v.alive)
+                and all(all(k in p.lat for k in expected) for p in probes if p.alive)
+            ):
                 break
             await asyncio.sleep(0.1)
         # every viewer connected before the first message, so each should have received
@@ -488,9 +532,18 @@ class Load:
         t_end = time.monotonic_ns()
         wall = (m1 - m0) / 1e9
         per_viewer = {i: n1[i] - n0[i] for i in n1 if i in n0}
-        res = self.result(n, S, per_sender, connect_s, d1 - d0, f1 - f0, per_viewer,
-                          {"window": window, "m0": m0, "m1": m1, "probes": probes, "t_end": t_end},
-                          wall, c1 - c0)
+        res = self.result(
+            n,
+            S,
+            per_sender,
+            connect_s,
+            d1 - d0,
+            f1 - f0,
+            per_viewer,
+            {"window": window, "m0": m0, "m1": m1, "probes": probes, "t_end": t_end},
+            wall,
+            c1 - c0,
+        )
         res["total_msgs_not_refused"] = total
         res["total_ratio_min"] = _r(totals[0] if totals else None, 4)
         res["total_ratio_median"] = _r(pct(totals, 50), 4)
@@ -500,9 +553,19 @@ class Load:
         res["loader_core"] = core_window(k0, k1, wall)  # whole core: loader + anything else
         return res
 
-    def result(self, n: int, S: int, per_sender: float, connect_s: float, deliveries: int,
-               frames: int, per_viewer: dict[int, int], w: dict[str, Any], wall: float,
-               cpu: float) -> dict[str, Any]:
+    def result(
+        self,
+        n: int,
+        S: int,
+        per_sender: float,
+        connect_s: float,
+        deliveries: int,
+        frames: int,
+        per_viewer: dict[int, int],
+        w: dict[str, Any],
+        wall: float,
+        cpu: float,
+    ) -> dict[str, Any]:
         a = self.a
         window: list[int] = w.get("window", [])
         acks = [self.ack.get(k) for k in window]
@@ -531,8 +594,10 @@ class Load:
                 else:
                     lats.append(x / 1e6)
         lats.sort(key=abs)
-        lb = {f"latency_{q}_lower_bound": bool(pct(lats, v) is not None and pct(lats, v) < 0)
-              for q, v in (("p50", 50), ("p90", 90), ("p99", 99))}
+        lb = {
+            f"latency_{q}_lower_bound": bool(pct(lats, v) is not None and pct(lats, v) < 0)
+            for q, v in (("p50", 50), ("p90", 90), ("p99", 99))
+        }
         lb["latency_max_lower_bound"] = bool(lats and lats[-1] < 0)
         lats = [abs(x) for x in lats]
         probe_expected = len(exp_keys) * len(probes)
@@ -566,9 +631,11 @@ class Load:
             "frames_per_s": round(frames / wall, 1) if wall else 0,
             "msgs_per_frame": round(deliveries / frames, 2) if frames else None,
             "expected_deliveries_per_s": round(expected_msgs * len(per_viewer) / wall, 1)
-            if wall else 0,
+            if wall
+            else 0,
             "delivery_ratio": round(deliveries / (expected_msgs * len(per_viewer)), 4)
-            if expected_msgs and per_viewer else None,
+            if expected_msgs and per_viewer
+            else None,
             "per_viewer_ratio_min": _r(ratios[0] if ratios else None, 4),
             "per_viewer_ratio_p01": _r(pct(ratios, 1), 4),
             "per_viewer_ratio_median": _r(pct(ratios, 50), 4),
@@ -577,7 +644,8 @@ class Load:
             "probe_samples": len(lats) - missing,
             "probe_missing": missing,
             "probe_completeness": round((len(lats) - missing) / probe_expected, 4)
-            if probe_expected else None,
+            if probe_expected
+            else None,
             "latency_p50_ms": _r(pct(lats, 50)),
             "latency_p90_ms": _r(pct(lats, 90)),
             "latency_p99_ms": _r(pct(lats, 99)),
@@ -601,10 +669,21 @@ class Load:
         n = a.idle
         connect_s = await self.connect_all(n)
         alive = sum(1 for v in self.viewers if v.alive)
-        log(f"[load] idle: {alive}/{n} connected in {connect_s:.1f}s; "
-            f"failures={self.connect_fail} refusals={self.refusals}")
-        self.emit({"event": "ready", "connected": alive, "seconds": round(connect_s, 2),
-                   "connect_failures": self.connect_fail, "connect_refusals": self.refusals})
+        frames_ramp = sum(v.frames for v in self.viewers)
+        log(
+            f"[load] idle: {alive}/{n} connected in {connect_s:.1f}s; "
+            f"failures={self.connect_fail} refusals={self.refusals}"
+        )
+        self.emit(
+            {
+                "event": "ready",
+                "connected": alive,
+                "seconds": round(connect_s, 2),
+                "event_frames_during_connect": frames_ramp,
+                "connect_failures": self.connect_fail,
+                "connect_refusals": self.refusals,
+            }
+        )
         # hold until told: a line on stdin, a signal, or the hold timeout
         loop = asyncio.get_running_loop()
         try:
@@ -613,10 +692,18 @@ class Load:
             pass
         await self.sleep_or_stop(a.hold_timeout)
         alive_end = sum(1 for v in self.viewers if v.alive)
-        return {"event": "result", "mode": "idle", "viewers_requested": n, "connected": alive,
-                "connected_at_end": alive_end, "connect_seconds": round(connect_s, 2),
-                "connect_failures": self.connect_fail, "connect_refusals": self.refusals,
-                "disconnects": self.disconnects, "other_events": self.other_events}
+        return {
+            "event": "result",
+            "mode": "idle",
+            "viewers_requested": n,
+            "connected": alive,
+            "connected_at_end": alive_end,
+            "connect_seconds": round(connect_s, 2),
+            "connect_failures": self.connect_fail,
+            "connect_refusals": self.refusals,
+            "disconnects": self.disconnects,
+            "other_events": self.other_events,
+        }
 
     async def close_all(self) -> None:
         self.stopping = True
@@ -627,7 +714,7 @@ class Load:
             await asyncio.wait(tasks, timeout=5.0)
         wss = [v.ws for v in self.viewers if v.ws is not None and not v.ws.closed]
         for i in range(0, len(wss), 500):  # polite close, bounded
-            chunk = [asyncio.create_task(w.close()) for w in wss[i:i + 500]]
+            chunk = [asyncio.create_task(w.close()) for w in wss[i : i + 500]]
             _, pending = await asyncio.wait(chunk, timeout=3.0)
             for t in pending:
                 t.cancel()
@@ -638,7 +725,8 @@ class Load:
             loop.add_signal_handler(sig, self.stop.set)
         conn = aiohttp.TCPConnector(limit=0, force_close=True)
         self.session = aiohttp.ClientSession(
-            connector=conn, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
+            connector=conn, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30)
+        )
         try:
             if self.a.idle:
                 return await self.run_idle()
@@ -657,7 +745,8 @@ def _r(x: float | None, nd: int = 1) -> float | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="chat fan-out load generator (raw Engine.IO v4 / Socket.IO v5)")
+        description="chat fan-out load generator (raw Engine.IO v4 / Socket.IO v5)"
+    )
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--room", default="bench")
     ap.add_argument("--origin", help="Origin header (default http://127.0.0.1:PORT)")
@@ -669,8 +758,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-expect-welcome", dest="expect_welcome", action="store_false")
     ap.add_argument("--viewers", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=200.0, help="total messages/s in")
-    ap.add_argument("--senders", type=int, default=0,
-                    help="sender connections (default: ceil(rate / max-sender-rate))")
+    ap.add_argument(
+        "--senders",
+        type=int,
+        default=0,
+        help="sender connections (default: ceil(rate / max-sender-rate))",
+    )
     ap.add_argument("--max-sender-rate", type=float, default=1.0)
     ap.add_argument("--probes", type=int, default=50)
     ap.add_argument("--duration", type=float, default=20.0)

@@ -26,8 +26,9 @@ NS = "/live"
 
 
 def build_app() -> web.Application:
-    sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*",
-                               logger=False, engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False
+    )
     app = web.Application()
     sio.attach(app)
     ids = itertools.count(1)
@@ -36,7 +37,8 @@ def build_app() -> web.Application:
     async def connect(sid, environ, auth):  # type: ignore[no-untyped-def]
         if not isinstance(auth, dict) or not isinstance(auth.get("room"), str) or not auth["room"]:
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "bad_payload", "message": "auth.room is required"})
+                {"code": "bad_payload", "message": "auth.room is required"}
+            )
         await sio.enter_room(sid, auth["room"], namespace=NS)
         await sio.save_session(sid, {"room": auth["room"]}, namespace=NS)
 
@@ -62,8 +64,15 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8090)
     args = ap.parse_args()
     raise_nofile()
-    web.run_app(build_app(), host=HOST, port=args.port, access_log=None, print=None,
-                backlog=4096)
+    web.run_app(
+        build_app(),
+        host=HOST,
+        port=args.port,
+        access_log=None,
+        print=None,
+        backlog=4096,
+        shutdown_timeout=2.0,
+    )
 
 
 if __name__ == "__main__":
