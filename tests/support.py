@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 import socketio
 from aiohttp import web
@@ -276,3 +277,33 @@ async def stop_server(server: Server) -> None:
     await asyncio.sleep(0.05)
     await server.http.close()
     await server.runner.cleanup()
+
+
+# video frames whose pixels spell their number (media tests)
+
+COUNTER_W, COUNTER_H = 160, 128
+
+
+def counter_frame(n: int) -> av.VideoFrame:
+    """A ``COUNTER_W`` x ``COUNTER_H`` frame whose luma spells ``n`` in 16 blocks."""
+    frame = av.VideoFrame(COUNTER_W, COUNTER_H, "yuv420p")
+    for plane in frame.planes[1:]:
+        plane.update(b"\x80" * (plane.line_size * plane.height))
+    stride = frame.planes[0].line_size
+    luma = bytearray(b"\x80" * (stride * COUNTER_H))
+    for bit in range(16):
+        value = 235 if n >> bit & 1 else 16
+        x, y = bit % 8 * 16, bit // 8 * 16
+        for row in range(y, y + 16):
+            luma[row * stride + x : row * stride + x + 16] = bytes([value]) * 16
+    frame.planes[0].update(bytes(luma))
+    return frame
+
+
+def read_counter(frame: av.VideoFrame) -> int:
+    """The number ``counter_frame`` spelled, read back from a decoded frame."""
+    plane = frame.planes[0]
+    data, stride = bytes(plane), plane.line_size
+    return sum(
+        1 << bit for bit in range(16) if data[(bit // 8 * 16 + 8) * stride + bit % 8 * 16 + 8] > 128
+    )

@@ -41,21 +41,22 @@ from av.codec.context import CodecContext
 from av.container import OutputContainer
 from av.stream import Stream
 
-from livehub.media.relay import KINDS, RelayClosed, RoomRelay
+from livehub.media.relay import RoomRelay
 from livehub.media.remux import (
     RATES,
+    SAFE_ID,
     TIME_BASES,
     BitstreamError,
-    FeedConfig,
-    RelayFeed,
+    FeedRooms,
+    LiveFeed,
     Timed,
+    new_feed,
     packet,
     video_dimensions,
 )
 
 log = logging.getLogger("livehub.media.hls")
 
-SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 SEGMENT_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,95}\.(m4s|mp4)\Z")
 PLAYLIST = "index.m3u8"
 AAC_FRAME = 1024
@@ -212,23 +213,17 @@ class HlsSink:
             self._out.close()
 
 
-class LiveHls:
+class LiveHls(LiveFeed[HlsSink]):
     """One room's packager."""
 
-    def __init__(self, room: str, stream: str, feed: RelayFeed, sink: HlsSink) -> None:
-        self.room = room
-        self.stream = stream
-        self.feed = feed
-        self.sink = sink
 
-
-class HlsPackager:
+class HlsPackager(FeedRooms[LiveHls]):
     """Starts a room's HLS when its stream goes live; ends it when the stream ends."""
 
     def __init__(self, root: Path, config: HlsConfig | None = None) -> None:
+        super().__init__()
         self.root = root
         self.config = config or HlsConfig()
-        self._live: dict[str, LiveHls] = {}
         self._unavailable: dict[str, str] = {}  # room -> why it has no HLS
         self._cleanups: dict[str, asyncio.Task[None]] = {}
 
@@ -243,13 +238,9 @@ class HlsPackager:
     async def start(self, room: str, stream: str, relay: RoomRelay) -> None:
         if not self.config.enabled or not (SAFE_ID.match(room) and SAFE_ID.match(stream)):
             return
-        current = self._live.get(room)
-        if current is not None:
-            if current.stream == stream and current.feed.relay is relay and not current.feed.done:
-                return  # it goes on (a publisher back within its grace period)
-            await self._finish(room)
-        codecs = relay.codecs
-        video, audio = codecs.get("video"), codecs.get("audio")
+        if await self._goes_on(room, stream, relay):
+            return
+        video, audio = relay.codecs.get("video"), relay.codecs.get("audio")
         if video is not None and video.lower() != "video/h264":
             self._unavailable[room] = f"HLS needs H.264 video; this stream is {video}."
             log.info("room %s: no HLS for %s", room, video)
@@ -259,31 +250,13 @@ class HlsPackager:
         directory = self.directory(room)
         await asyncio.to_thread(shutil.rmtree, directory, True)
         sink = HlsSink(directory, f"{stream}-{secrets.token_hex(3)}", video, audio, self.config)
-        kinds = tuple(kind for kind in KINDS if kind in codecs)
-        feed = RelayFeed(
-            relay,
-            f"hls:{stream}",
-            sink,
-            kinds,
-            FeedConfig(keyframe_interval=self.config.segment_seconds),
-        )
-        try:
-            feed.start()
-        except RelayClosed:
+        feed = new_feed(relay, f"hls:{stream}", sink, self.config.segment_seconds)
+        if not self._begin(room, LiveHls(room, stream, feed, sink)):
             return
-        self._live[room] = LiveHls(room, stream, feed, sink)
         log.info("room %s: HLS for %s in %s", room, stream, directory)
 
-    async def stop(self, room: str) -> None:
-        """The room's media ended: end the playlist, delete the files after ``linger``."""
-        await self._finish(room)
-
-    async def stream_stopped(self, room: str, stream: str) -> None:
-        current = self._live.get(room)
-        if current is not None and current.stream == stream:
-            await self._finish(room)
-
     async def _finish(self, room: str) -> None:
+        """End the playlist, delete the files after ``linger``."""
         current = self._live.pop(room, None)
         self._unavailable.pop(room, None)
         if current is None:
@@ -324,7 +297,7 @@ class HlsPackager:
     async def lifecycle(self, app: object) -> AsyncIterator[None]:
         """aiohttp cleanup context: every playlist ended at shutdown."""
         yield
-        await asyncio.gather(*(self._finish(room) for room in list(self._live)))
+        await self._finish_all()
         for task in list(self._cleanups.values()):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

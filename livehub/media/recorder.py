@@ -15,7 +15,6 @@ the picture), duration from the timestamps (no ffprobe) and size.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -29,23 +28,24 @@ import msgspec
 from av.container import OutputContainer
 from av.stream import Stream
 
-from livehub.media.relay import KINDS, Kind, RelayClosed, RoomRelay
+from livehub.media.relay import KINDS, Kind, RoomRelay
 from livehub.media.remux import (
     OPUS_FRAME,
     RATES,
+    SAFE_ID,
     TIME_BASES,
     BitstreamError,
-    FeedConfig,
-    RelayFeed,
+    FeedRooms,
+    LiveFeed,
     Timed,
     add_opus_stream,
+    new_feed,
     packet,
     video_dimensions,
 )
 
 log = logging.getLogger("livehub.media.recorder")
 
-SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 RECORDING_FILE = re.compile(r"\A([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.(mp4|webm)\Z")
 Format = Literal["mp4", "webm"]
 
@@ -215,14 +215,8 @@ def _size(path: Path) -> int:
         return 0
 
 
-class Recording:
+class Recording(LiveFeed[RecordingSink]):
     """One stream being recorded."""
-
-    def __init__(self, room: str, stream: str, feed: RelayFeed, sink: RecordingSink) -> None:
-        self.room = room
-        self.stream = stream
-        self.feed = feed
-        self.sink = sink
 
     def info(self) -> RecordingInfo:
         """Live figures while recording (the sink's own are final once it closed)."""
@@ -238,28 +232,24 @@ class Recording:
         )
 
 
-class RecordingManager:
+class RecordingManager(FeedRooms[Recording]):
     """Starts a recording when a stream goes live and finalises it when it ends."""
 
     def __init__(self, root: Path, config: RecordingConfig | None = None) -> None:
+        super().__init__()
         self.root = root
         self.config = config or RecordingConfig()
-        self._active: dict[str, Recording] = {}  # room -> its recording
 
     def recording(self, room: str) -> Recording | None:
-        return self._active.get(room)
+        return self._live.get(room)
 
     async def start(self, room: str, stream: str, relay: RoomRelay) -> None:
         """Record ``stream`` from ``relay`` (a publisher went live, or came back)."""
         if not self.config.enabled or not (SAFE_ID.match(room) and SAFE_ID.match(stream)):
             return
-        current = self._active.get(room)
-        if current is not None:
-            if current.stream == stream and current.feed.relay is relay and not current.feed.done:
-                return  # the same recording goes on (a publisher back in its grace period)
-            await self._finish(room)
-        codecs = relay.codecs
-        video, audio = codecs.get("video"), codecs.get("audio")
+        if await self._goes_on(room, stream, relay):
+            return  # the same recording goes on
+        video, audio = relay.codecs.get("video"), relay.codecs.get("audio")
         fmt = format_for(video)
         path = self.root / room / f"{stream}.{fmt}"
         if path.exists() or path.with_suffix(".json").exists():
@@ -267,34 +257,15 @@ class RecordingManager:
             log.info("room %s: stream %s already has a recording", room, stream)
             return
         info = RecordingInfo(room, stream, path.name, fmt, video, audio)
-        kinds = tuple(kind for kind in KINDS if kind in codecs)
         sink = RecordingSink(path, info, self.config, lambda: feed.timeline.origin_wall)
-        feed = RelayFeed(
-            relay,
-            f"recorder:{stream}",
-            sink,
-            kinds,
-            FeedConfig(keyframe_interval=self.config.keyframe_interval),
-        )
-        try:
-            feed.start()
-        except RelayClosed:
+        feed = new_feed(relay, f"recorder:{stream}", sink, self.config.keyframe_interval)
+        if not self._begin(room, Recording(room, stream, feed, sink)):
             return
-        self._active[room] = Recording(room, stream, feed, sink)
         log.info("room %s: recording %s to %s", room, stream, path)
 
-    async def stop(self, room: str) -> None:
-        """The room's media ended: finalise its recording."""
-        await self._finish(room)
-
-    async def stream_stopped(self, room: str, stream: str) -> None:
-        """A stream was stopped over REST (the publisher may still be sending)."""
-        current = self._active.get(room)
-        if current is not None and current.stream == stream:
-            await self._finish(room)
-
     async def _finish(self, room: str) -> None:
-        recording = self._active.pop(room, None)
+        """Finalise the room's recording."""
+        recording = self._live.pop(room, None)
         if recording is None:
             return
         await recording.feed.stop()
@@ -311,7 +282,7 @@ class RecordingManager:
         """The recording of a stream: live figures, else its sidecar, else None."""
         if not (SAFE_ID.match(room) and SAFE_ID.match(stream)):
             return None
-        current = self._active.get(room)
+        current = self._live.get(room)
         if current is not None and current.stream == stream and not current.feed.done:
             return current.info() if current.sink.opened else None
         for fmt in ("mp4", "webm"):
@@ -335,4 +306,4 @@ class RecordingManager:
     async def lifecycle(self, app: object) -> AsyncIterator[None]:
         """aiohttp cleanup context: every recording finalised at shutdown."""
         yield
-        await asyncio.gather(*(self._finish(room) for room in list(self._active)))
+        await self._finish_all()

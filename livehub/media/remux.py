@@ -18,25 +18,34 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import av
 from av.container import OutputContainer
 from av.stream import Stream
 
-from livehub.media.relay import EncodedFrame, Kind, RelayClosed, RoomRelay, Subscription
+from livehub.media.relay import (
+    KINDS,
+    EncodedFrame,
+    Kind,
+    RelayClosed,
+    RoomRelay,
+    Subscription,
+)
 
 log = logging.getLogger("livehub.media.remux")
 
 RATES: dict[Kind, int] = {"audio": 48000, "video": 90000}
 TIME_BASES: dict[Kind, Fraction] = {kind: Fraction(1, rate) for kind, rate in RATES.items()}
 OPUS_FRAME = 960  # 20 ms at 48 kHz, what browsers and aiortc send
+SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 class BitstreamError(ValueError):
@@ -462,3 +471,70 @@ class RelayFeed:
                     task.cancel()
             if not self.finished.done():
                 self.finished.set_result(None)
+
+
+# one feed a room: what the recorder and the HLS packager keep
+
+S = TypeVar("S", bound=Sink)
+
+
+class LiveFeed(Generic[S]):
+    """One room's stream being fed to a sink."""
+
+    def __init__(self, room: str, stream: str, feed: RelayFeed, sink: S) -> None:
+        self.room = room
+        self.stream = stream
+        self.feed = feed
+        self.sink = sink
+
+
+L = TypeVar("L", bound=LiveFeed[Any])
+
+
+def new_feed(
+    relay: RoomRelay, viewer_id: str, sink: Sink, keyframe_interval: float | None
+) -> RelayFeed:
+    """A feed of every kind the relay carries into ``sink`` (not started yet)."""
+    kinds = tuple(kind for kind in KINDS if kind in relay.codecs)
+    return RelayFeed(relay, viewer_id, sink, kinds, FeedConfig(keyframe_interval=keyframe_interval))
+
+
+class FeedRooms(Generic[L]):
+    """At most one ``LiveFeed`` a room: started when a stream goes live, finished when it ends."""
+
+    def __init__(self) -> None:
+        self._live: dict[str, L] = {}
+
+    async def _goes_on(self, room: str, stream: str, relay: RoomRelay) -> bool:
+        """True if ``room`` already feeds ``stream`` from ``relay``; else finish its feed."""
+        current = self._live.get(room)
+        if current is not None:
+            if current.stream == stream and current.feed.relay is relay and not current.feed.done:
+                return True  # it goes on (a publisher back within its grace period)
+            await self._finish(room)
+        return False
+
+    def _begin(self, room: str, live: L) -> bool:
+        """Start ``live``'s feed and keep it as the room's; False if the relay closed."""
+        try:
+            live.feed.start()
+        except RelayClosed:
+            return False
+        self._live[room] = live
+        return True
+
+    async def stop(self, room: str) -> None:
+        """The room's media ended: finish its feed."""
+        await self._finish(room)
+
+    async def stream_stopped(self, room: str, stream: str) -> None:
+        """A stream was stopped over REST (the publisher may still be sending)."""
+        current = self._live.get(room)
+        if current is not None and current.stream == stream:
+            await self._finish(room)
+
+    async def _finish_all(self) -> None:
+        await asyncio.gather(*(self._finish(room) for room in list(self._live)))
+
+    async def _finish(self, room: str) -> None:
+        raise NotImplementedError

@@ -31,6 +31,7 @@ from aiortc import (
     rtcrtpsender,
 )
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from support import COUNTER_H, COUNTER_W, counter_frame, read_counter
 
 from livehub.media import forwarding
 from livehub.media.forwarding import (
@@ -50,7 +51,7 @@ from livehub.media.forwarding import (
 from livehub.media.relay import EncodedFrame, RoomRelay
 
 ROOT = Path(__file__).resolve().parents[2]
-W, H = 160, 128
+W, H = COUNTER_W, COUNTER_H
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 
 
@@ -73,29 +74,6 @@ class CounterTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 90000)
         self.count += 1
         return frame
-
-
-def counter_frame(n: int) -> av.VideoFrame:
-    frame = av.VideoFrame(W, H, "yuv420p")
-    for plane in frame.planes[1:]:
-        plane.update(b"\x80" * (plane.line_size * plane.height))
-    stride = frame.planes[0].line_size
-    luma = bytearray(b"\x80" * (stride * H))
-    for bit in range(16):
-        value = 235 if n >> bit & 1 else 16
-        x, y = bit % 8 * 16, bit // 8 * 16
-        for row in range(y, y + 16):
-            luma[row * stride + x : row * stride + x + 16] = bytes([value]) * 16
-    frame.planes[0].update(bytes(luma))
-    return frame
-
-
-def read_counter(frame: av.VideoFrame) -> int:
-    plane = frame.planes[0]
-    data, stride = bytes(plane), plane.line_size
-    return sum(
-        1 << bit for bit in range(16) if data[(bit // 8 * 16 + 8) * stride + bit % 8 * 16 + 8] > 128
-    )
 
 
 def capabilities(mime: str) -> list[Any]:

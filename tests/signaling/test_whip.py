@@ -33,7 +33,16 @@ from aiortc import (
     rtcrtpreceiver,
     rtcrtpsender,
 )
-from support import Server, make_settings, start_server, stop_server
+from support import (
+    COUNTER_H,
+    COUNTER_W,
+    Server,
+    counter_frame,
+    make_settings,
+    read_counter,
+    start_server,
+    stop_server,
+)
 
 from livehub import settings
 from livehub.media.forwarding import is_forwarding
@@ -44,7 +53,7 @@ from livehub.signaling.whip import MEDIA
 
 SDP = "application/sdp"
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
-W, H = 160, 128
+W, H = COUNTER_W, COUNTER_H
 FPS = 30
 NATURAL_KEYFRAME_INTERVAL = 250  # libx264's default keyint, which aiortc's encoder keeps
 MEDIA_TIMING = {
@@ -77,29 +86,6 @@ class CounterTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 90000)
         self.count += 1
         return frame
-
-
-def counter_frame(n: int) -> av.VideoFrame:
-    frame = av.VideoFrame(W, H, "yuv420p")
-    for plane in frame.planes[1:]:
-        plane.update(b"\x80" * (plane.line_size * plane.height))
-    stride = frame.planes[0].line_size
-    luma = bytearray(b"\x80" * (stride * H))
-    for bit in range(16):
-        value = 235 if n >> bit & 1 else 16
-        x, y = bit % 8 * 16, bit // 8 * 16
-        for row in range(y, y + 16):
-            luma[row * stride + x : row * stride + x + 16] = bytes([value]) * 16
-    frame.planes[0].update(bytes(luma))
-    return frame
-
-
-def read_counter(frame: av.VideoFrame) -> int:
-    plane = frame.planes[0]
-    data, stride = bytes(plane), plane.line_size
-    return sum(
-        1 << bit for bit in range(16) if data[(bit // 8 * 16 + 8) * stride + bit % 8 * 16 + 8] > 128
-    )
 
 
 # clients

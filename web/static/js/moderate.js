@@ -7,6 +7,9 @@ import { CONTROL_FEATURES } from './features/index.js';
 import {
   ChatList, StatusLine, showConnState, showLive, errorText, el, tel, roleBadge,
 } from './ui.js';
+import {
+  button, reporter, modDecorator, muteViewer as muteFor, banViewer as banFor, wireModActions, wireChatForm,
+} from './modfeed.js';
 
 const STATS_MS = 5000;
 const $ = (id) => document.getElementById(id);
@@ -15,7 +18,7 @@ initI18n();
 
 const room = roomFromPath();
 const status = new StatusLine($('status'));
-const chat = new ChatList($('chat-list'), { max: 300, decorate: decorateMessage });
+const chat = new ChatList($('chat-list'), { max: 300, decorate: modDecorator(isSelf) });
 const input = $('chat-input');
 
 let client = null;
@@ -36,89 +39,21 @@ function isSelf(viewerId) {
   return !!(you && viewerId && viewerId === you.viewer_id);
 }
 
-function button(className, key) {
-  const b = tel('button', `btn btn-small ${className}`, key);
-  b.type = 'button';
-  return b;
-}
-
-/** Result of an action: an ok status (optionally with undo) or the ack error. */
-function report(ack, key, vars, undo) {
-  if (ack.ok) status.show(key, vars, { kind: 'ok', action: undo || null, ms: undo ? 10000 : 5000 });
-  else status.error(ack.error);
-  return ack.ok;
-}
+const report = reporter(status);
+const getClient = () => client;
 
 // ------------------------------------------------------------ feed
 
-function decorateMessage(li, msg) {
-  const box = el('span', 'mod-actions');
-  box.appendChild(button('mod-delete', 'mod.delete'));
-  if (msg.viewer_id && !isSelf(msg.viewer_id)) {
-    box.appendChild(button('mod-mute', 'mod.mute'));
-    box.appendChild(button('btn-danger mod-ban', 'mod.ban'));
-  }
-  li.appendChild(box);
+function muteViewer(viewerId, name) {
+  return muteFor(getClient, report, $('mute-duration'), viewerId, name);
 }
 
-async function muteViewer(viewerId, name) {
-  const seconds = Number($('mute-duration').value) || 600;
-  const ack = await client.modMute(viewerId, seconds);
-  report(ack, 'mod.done.mute', { name, time: formatTime(ack.until) }, {
-    key: 'mod.unmute',
-    run: async () => report(await client.modUnmute(viewerId), 'mod.done.unmute', { name }),
-  });
+function banViewer(viewerId, name) {
+  return banFor(getClient, report, viewerId, name);
 }
 
-async function banViewer(viewerId, name) {
-  const ack = await client.modBan(viewerId);
-  report(ack, 'mod.done.ban', { name }, {
-    key: 'status.undo',
-    run: async () => report(await client.modUnban(viewerId), 'mod.done.unban', { name }),
-  });
-}
-
-$('chat-list').addEventListener('click', async (e) => {
-  const btn = e.target.closest('button');
-  const li = e.target.closest('.chat-item');
-  if (!btn || !li || !client) return;
-  const id = Number(li.dataset.id);
-  const viewerId = li.dataset.viewer;
-  const nameEl = li.querySelector('.chat-name');
-  const name = nameEl ? nameEl.textContent : '?';
-  btn.disabled = true;
-  try {
-    if (btn.classList.contains('mod-delete')) {
-      if (report(await client.modDelete(id), 'mod.done.delete')) chat.remove(id);
-    } else if (btn.classList.contains('mod-mute')) {
-      await muteViewer(viewerId, name);
-    } else if (btn.classList.contains('mod-ban')) {
-      await banViewer(viewerId, name);
-    }
-  } finally {
-    btn.disabled = false;
-  }
-});
-
-$('chat-form').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const text = input.value.trim();
-  if (!text || !client) return;
-  $('chat-send').disabled = true;
-  const { ack, message } = await client.chat(text, { mode: 'scroll' });
-  $('chat-send').disabled = false;
-  if (ack.ok) {
-    input.value = '';
-    if (ack.held) status.show('status.held', null, { kind: 'warn' });
-    if (message) {
-      chat.add(message);
-      chat.scrollToEnd();
-    }
-  } else {
-    status.error(ack.error);
-  }
-  input.focus();
-});
+wireModActions($('chat-list'), { chat, getClient, report, durationSelect: $('mute-duration') });
+wireChatForm($('chat-form'), { input, send: $('chat-send'), chat, status, getClient });
 
 // ------------------------------------------------------------ held for review
 

@@ -3,11 +3,12 @@
 // the chat feed with moderator actions, and the interaction control panels.
 // The protocol lives in live.js and media.js; this file only wires them to the page.
 
-import { initI18n, addStrings, setText, formatTime } from './i18n.js';
+import { initI18n, addStrings, setText } from './i18n.js';
 import { LiveClient, roomFromPath, takeToken, tokenClaims } from './live.js';
 import { CONTROL_FEATURES } from './features/index.js';
 import { ChatList, StatusLine, showConnState, showLive, errorText, el, tel } from './ui.js';
 import { publish, canCapture } from './media.js';
+import { reporter, modDecorator, wireModActions, wireChatForm } from './modfeed.js';
 
 addStrings({
   en: {
@@ -91,7 +92,10 @@ initI18n();
 
 const room = roomFromPath();
 const status = new StatusLine($('status'));
-const chat = new ChatList($('chat-list'), { max: 300, decorate: decorateMessage });
+const chat = new ChatList($('chat-list'), {
+  max: 300,
+  decorate: modDecorator((viewerId) => !!(you && viewerId === you.viewer_id)),
+});
 const preview = $('preview');
 const goLiveBtn = $('go-live');
 const stopBtn = $('stop-live');
@@ -332,77 +336,11 @@ window.addEventListener('pagehide', () => {
 
 // ------------------------------------------------------------ chat feed with moderator actions
 
-function button(className, key) {
-  const b = tel('button', `btn btn-small ${className}`, key);
-  b.type = 'button';
-  return b;
-}
+const report = reporter(status);
+const getClient = () => client;
 
-function decorateMessage(li, msg) {
-  const box = el('span', 'mod-actions');
-  box.appendChild(button('mod-delete', 'mod.delete'));
-  if (msg.viewer_id && !(you && msg.viewer_id === you.viewer_id)) {
-    box.appendChild(button('mod-mute', 'mod.mute'));
-    box.appendChild(button('btn-danger mod-ban', 'mod.ban'));
-  }
-  li.appendChild(box);
-}
-
-function report(ack, key, vars, undo) {
-  if (ack.ok) status.show(key, vars, { kind: 'ok', action: undo || null, ms: undo ? 10000 : 5000 });
-  else status.error(ack.error);
-  return ack.ok;
-}
-
-$('chat-list').addEventListener('click', async (e) => {
-  const btn = e.target.closest('button');
-  const li = e.target.closest('.chat-item');
-  if (!btn || !li || !client) return;
-  const id = Number(li.dataset.id);
-  const viewerId = li.dataset.viewer;
-  const nameEl = li.querySelector('.chat-name');
-  const name = nameEl ? nameEl.textContent : '?';
-  btn.disabled = true;
-  try {
-    if (btn.classList.contains('mod-delete')) {
-      if (report(await client.modDelete(id), 'mod.done.delete')) chat.remove(id);
-    } else if (btn.classList.contains('mod-mute')) {
-      const seconds = Number($('mute-duration').value) || 600;
-      const ack = await client.modMute(viewerId, seconds);
-      report(ack, 'mod.done.mute', { name, time: formatTime(ack.until) }, {
-        key: 'mod.unmute',
-        run: async () => report(await client.modUnmute(viewerId), 'mod.done.unmute', { name }),
-      });
-    } else if (btn.classList.contains('mod-ban')) {
-      report(await client.modBan(viewerId), 'mod.done.ban', { name }, {
-        key: 'status.undo',
-        run: async () => report(await client.modUnban(viewerId), 'mod.done.unban', { name }),
-      });
-    }
-  } finally {
-    btn.disabled = false;
-  }
-});
-
-$('chat-form').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const text = input.value.trim();
-  if (!text || !client) return;
-  $('chat-send').disabled = true;
-  const { ack, message } = await client.chat(text, { mode: 'scroll' });
-  $('chat-send').disabled = false;
-  if (ack.ok) {
-    input.value = '';
-    if (ack.held) status.show('status.held', null, { kind: 'warn' });
-    if (message) {
-      chat.add(message);
-      chat.scrollToEnd();
-    }
-  } else {
-    status.error(ack.error);
-  }
-  input.focus();
-});
+wireModActions($('chat-list'), { chat, getClient, report, durationSelect: $('mute-duration') });
+wireChatForm($('chat-form'), { input, send: $('chat-send'), chat, status, getClient });
 
 // ------------------------------------------------------------ live socket
 
