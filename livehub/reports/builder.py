@@ -20,7 +20,7 @@ import math
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from livehub.interactions.moderation import AUTOMOD
 from livehub.interactions.quiz import ranking
@@ -105,6 +105,18 @@ def _num(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+_T = TypeVar("_T")
+
+
+def _entry(table: dict[str, _T], key: Any, make: Callable[[str], _T]) -> _T:
+    """The record under ``str(key)``, created on first sight (polls, quizzes, draws, offers)."""
+    k = str(key)
+    found = table.get(k)
+    if found is None:
+        found = table[k] = make(k)
+    return found
 
 
 class _Viewer:
@@ -547,11 +559,7 @@ class ReportBuilder:
     # -- polls -----------------------------------------------------------------------------
 
     def _poll(self, poll_id: Any) -> _Poll:
-        key = str(poll_id)
-        poll = self._polls.get(key)
-        if poll is None:
-            poll = self._polls[key] = _Poll(key)
-        return poll
+        return _entry(self._polls, poll_id, _Poll)
 
     def _poll_created(self, ts: float, actor: str, data: Data, active: bool = True) -> None:
         body = data.get("poll")
@@ -603,11 +611,7 @@ class ReportBuilder:
     # -- quizzes ---------------------------------------------------------------------------
 
     def _quiz(self, quiz_id: Any) -> _Quiz:
-        key = str(quiz_id)
-        quiz = self._quizzes.get(key)
-        if quiz is None:
-            quiz = self._quizzes[key] = _Quiz(key)
-        return quiz
+        return _entry(self._quizzes, quiz_id, _Quiz)
 
     def _quiz_created(self, ts: float, actor: str, data: Data, active: bool = True) -> None:
         body = data.get("quiz")
@@ -747,11 +751,7 @@ class ReportBuilder:
     # -- draws -----------------------------------------------------------------------------
 
     def _draw(self, draw_id: Any) -> _Draw:
-        key = str(draw_id)
-        draw = self._draws.get(key)
-        if draw is None:
-            draw = self._draws[key] = _Draw(key)
-        return draw
+        return _entry(self._draws, draw_id, _Draw)
 
     def _draw_created(self, ts: float, actor: str, data: Data) -> None:
         draw = self._draw(data.get("draw_id"))
@@ -805,11 +805,7 @@ class ReportBuilder:
     # -- offers ----------------------------------------------------------------------------
 
     def _offer(self, offer_id: Any) -> _Offer:
-        key = str(offer_id)
-        offer = self._offers.get(key)
-        if offer is None:
-            offer = self._offers[key] = _Offer(key)
-        return offer
+        return _entry(self._offers, offer_id, _Offer)
 
     def _offer_pushed(self, ts: float, actor: str, data: Data, active: bool = True) -> None:
         offer = self._offer(data.get("offer_id"))
