@@ -12,10 +12,10 @@ import msgspec
 
 from livehub.errors import Forbidden, NotFound, ProtocolError, UserError
 from livehub.interactions.messages import MESSAGE_KINDS, ChatMessage
-from livehub.interactions.rules import Rule, RuleChain, validate_rule
+from livehub.interactions.rules import RuleChain, validate_rule
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
-from livehub.rooms.models import Principal, Room
+from livehub.rooms.models import Principal, Room, Rule
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService

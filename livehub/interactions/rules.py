@@ -21,9 +21,8 @@ import msgspec
 
 from livehub.errors import ProtocolError
 from livehub.interactions.normalise import clean_text, compact, deleet, skeleton
+from livehub.rooms.models import Rule, RuleAction, RuleKind
 
-RuleKind = Literal["word", "regex"]
-RuleAction = Literal["block", "hold", "mute", "ban"]
 VerdictAction = Literal["allow", "block", "hold", "mute", "ban"]
 
 MAX_PATTERN_CHARS: Final = 200
@@ -33,14 +32,6 @@ MAX_MUTE_SECONDS: Final = 86_400
 _KINDS: Final = frozenset(get_args(RuleKind))
 _ACTIONS: Final = frozenset(get_args(RuleAction))
 _SEVERITY: Final[Mapping[str, int]] = {"allow": 0, "hold": 1, "block": 2, "mute": 3, "ban": 4}
-
-
-class Rule(msgspec.Struct, frozen=True):
-    id: str
-    pattern: str
-    kind: RuleKind
-    action: RuleAction
-    mute_seconds: int = 600
 
 
 class Verdict(msgspec.Struct, frozen=True):

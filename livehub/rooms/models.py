@@ -6,11 +6,21 @@ from typing import Literal
 
 import msgspec
 
-from livehub.interactions.rules import Rule
-
 Role = Literal["host", "moderator", "viewer"]
+RuleKind = Literal["word", "regex"]
+RuleAction = Literal["block", "hold", "mute", "ban"]
 STAFF_ROLES: frozenset[str] = frozenset({"host", "moderator"})
 NO_STREAM = "-"
+
+
+class Rule(msgspec.Struct, frozen=True):
+    """A moderation rule of a room (matched by ``livehub.interactions.rules.RuleChain``)."""
+
+    id: str
+    pattern: str
+    kind: RuleKind
+    action: RuleAction
+    mute_seconds: int = 600
 
 
 class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

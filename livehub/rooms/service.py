@@ -15,9 +15,8 @@ from collections.abc import Callable
 import msgspec
 
 from livehub.errors import Conflict, NotFound, ProtocolError
-from livehub.interactions.rules import Rule
 from livehub.rooms.eventlog import EventLog
-from livehub.rooms.models import Room, RoomSettings, Stream
+from livehub.rooms.models import Room, RoomSettings, Rule, Stream
 from livehub.rooms.recorder import room_event
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.store import StateStore

@@ -6,12 +6,12 @@ import pytest
 from livehub.errors import ProtocolError
 from livehub.interactions.rules import (
     ALLOW,
-    Rule,
     RuleChain,
     Verdict,
     validate_rule,
     word_key,
 )
+from livehub.rooms.models import Rule
 
 
 def word(pattern: str, action: str = "block", rule_id: str = "") -> Rule:

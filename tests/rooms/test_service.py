@@ -12,10 +12,9 @@ import pytest
 from fake_clock import Clock
 
 from livehub.errors import Conflict, NotFound, ProtocolError
-from livehub.interactions.rules import Rule
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.models import Room, RoomSettings
+from livehub.rooms.models import Room, RoomSettings, Rule
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService, room_key
 
