@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -125,9 +126,10 @@ class Server:
         name: str = "Ann",
         viewer_id: str | None = None,
         last_event_id: int | None = None,
+        transport: str = "websocket",
     ) -> LiveClient:
         token = token or self.token(room, role, name, viewer_id)
-        client = LiveClient(self.url, room, token, last_event_id)
+        client = LiveClient(self.url, room, token, last_event_id, transport)
         await client.connect()
         self.clients.append(client)
         return client
@@ -142,8 +144,16 @@ class Refused(Exception):
 class LiveClient:
     """A real python-socketio client that records everything it receives."""
 
-    def __init__(self, url: str, room: str, token: str, last_event_id: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        token: str,
+        last_event_id: int | None = None,
+        transport: str = "websocket",
+    ) -> None:
         self.url = url
+        self.transport = transport
         self.auth: dict[str, Any] = {"room": room, "token": token}
         if last_event_id is not None:
             self.auth["last_event_id"] = last_event_id
@@ -167,7 +177,7 @@ class LiveClient:
                 self.url,
                 namespaces=["/live"],
                 auth=self.auth,
-                transports=["websocket"],
+                transports=[self.transport],
                 wait_timeout=5,
             )
         except socketio.exceptions.ConnectionError as exc:
@@ -259,6 +269,20 @@ async def wait_disconnected(client: LiveClient, timeout: float = 5.0) -> None:
     deadline = loop.time() + timeout
     while client.sio.connected and "/live" in client.sio.namespaces:
         assert loop.time() < deadline, "the server did not disconnect the socket"
+        await asyncio.sleep(0.02)
+
+
+async def viewers_now(server: Server, room: str) -> int:
+    stats = await server.services.presence.stats(await server.services.rooms.get(room))
+    return stats.viewers
+
+
+async def wait_viewers(server: Server, room: str, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await viewers_now(server, room) != count:
+        assert time.monotonic() < deadline, (
+            f"viewer count stuck at {await viewers_now(server, room)}"
+        )
         await asyncio.sleep(0.02)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet
 
 from livehub.settings import Settings
@@ -23,24 +26,85 @@ log = logging.getLogger("livehub.socket")
 
 
 MAX_BACKLOG_FRAMES = 50
+MAX_BUFFERED_BYTES = 256 * 1024
+TEXT_FRAME = 0x81  # FIN + text opcode; server frames are never masked
+
+
+def websocket_text_frame(text: str) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame (RFC 6455 section 5.2)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", TEXT_FRAME, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", TEXT_FRAME, 126, size)
+    else:
+        header = struct.pack("!BBQ", TEXT_FRAME, 127, size)
+    return header + payload
+
+
+class CapturingWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket driver, remembering the socket it serves.
+
+    While the connection is open the Engine.IO socket (the handler's owner) holds
+    the aiohttp WebSocketResponse as `livehub_ws`, so FastEmitManager can write a
+    room frame to it directly.
+    """
+
+    def __init__(self, handler: Callable[[Any], Awaitable[None]], server: Any) -> None:
+        owner = getattr(handler, "__self__", None)
+
+        async def serve(ws: CapturingWebSocket) -> None:
+            if owner is not None:
+                owner.livehub_ws = ws._sock
+            try:
+                await handler(ws)
+            finally:
+                if owner is not None:
+                    owner.livehub_ws = None
+
+        super().__init__(serve, server)
+
+
+def direct_transport(socket: Any) -> Any:
+    """The transport a room frame can be written to right now, or None.
+
+    Writing straight to the transport is only in order when Engine.IO's own
+    writer has nothing pending: the socket is upgraded to a websocket, its queue
+    is empty, and the websocket is open and uncompressed.
+    """
+    ws = getattr(socket, "livehub_ws", None)
+    if ws is None or not socket.upgraded or socket.upgrading or not socket.queue.empty():
+        return None
+    writer = ws._writer
+    if writer is None or writer.compress or ws.closed:
+        return None
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        return None
+    return transport
 
 
 class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
-    """Room emits without a task per recipient.
+    """Room emits encoded once and written without a task or a queue per recipient.
 
     python-socketio encodes a room emit once but then creates one task per
-    recipient, which dominates the cost of fanning a batch out to thousands of
-    viewers. Putting a packet on a socket's queue never blocks, so this awaits
-    the puts one after another instead. A viewer whose queue already holds
-    MAX_BACKLOG_FRAMES frames (several seconds behind) skips this one, so one
-    slow connection never grows memory without bound. Emits with a callback
-    keep the stock path. Relies on internals pinned by the exact
-    python-socketio/python-engineio versions in pyproject.toml.
+    recipient, and python-engineio then puts the frame on each socket's queue for
+    that socket's writer task to wake up and send: tens of microseconds a viewer,
+    which dominates fanning a batch out to thousands of viewers. Here the
+    WebSocket frame is built once and written straight to every upgraded
+    websocket whose Engine.IO queue is empty; other sockets (long-polling, or
+    with packets already queued) get it on their queue, in order. A viewer more
+    than MAX_BUFFERED_BYTES or MAX_BACKLOG_FRAMES behind skips the frame, so
+    one slow connection never blocks the others or grows memory without bound.
+    Emits with a callback keep the stock path. Relies on internals pinned by the
+    exact python-socketio/python-engineio/aiohttp versions in pyproject.toml.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.skipped_frames = 0
+        self.direct_frames = 0
 
     async def emit(
         self,
@@ -67,11 +131,20 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
             eio_packet.Packet(eio_packet.MESSAGE, p)
             for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
+        wire = websocket_text_frame(frames[0].encode()) if len(frames) == 1 else None
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         sockets = self.server.eio.sockets
         for sid, eio_sid in list(self.get_participants(namespace, room)):
             socket = sockets.get(eio_sid)
-            if sid in skip or socket is None or socket.closed:
+            if sid in skip or socket is None or socket.closed or socket.closing:
+                continue
+            transport = direct_transport(socket) if wire is not None else None
+            if transport is not None:
+                if transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
+                    self.skipped_frames += 1
+                else:
+                    transport.write(wire)
+                    self.direct_frames += 1
                 continue
             if socket.queue.qsize() >= MAX_BACKLOG_FRAMES:
                 self.skipped_frames += 1
@@ -114,7 +187,12 @@ class LiveServer(socketio.AsyncServer):  # type: ignore[misc]
     JSON nested past the recursion limit, an unknown packet type, an event that
     is not a list) and drops it, leaving the sender waiting for an ack that never
     comes. Such a client is broken or hostile: close its connection instead.
+    Its websockets are served by CapturingWebSocket, for FastEmitManager.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eio._async = {**self.eio._async, "websocket": CapturingWebSocket}
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
@@ -122,6 +200,16 @@ class LiveServer(socketio.AsyncServer):  # type: ignore[misc]
         except (ValueError, TypeError, LookupError, RecursionError) as exc:
             log.info("closing %s: malformed packet: %r", eio_sid, exc)
             await self.eio.disconnect(eio_sid)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        # A long-polling client that says goodbye still has a GET waiting for
+        # packets, which python-engineio leaves hanging until the ping timeout
+        # (holding up the client's disconnect and the server's shutdown).
+        # Answer it now with an empty payload.
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.upgraded and reason == self.reason.CLIENT_DISCONNECT:
+            socket.queue.put_nowait(None)
 
     async def handle_request(self, request: web.Request) -> Any:
         try:

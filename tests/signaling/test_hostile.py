@@ -29,7 +29,16 @@ import jwt
 import jwt.warnings
 import msgspec
 import pytest
-from support import ADMIN_KEY, SECRET, LiveClient, Refused, Server, vid
+from support import (
+    ADMIN_KEY,
+    SECRET,
+    LiveClient,
+    Refused,
+    Server,
+    vid,
+    viewers_now,
+    wait_viewers,
+)
 
 NS = "/live"
 # Counters that move just by being connected; everything else must stand still.
@@ -231,20 +240,6 @@ async def raw_socket(
             yield sock
         finally:
             await ws.close()
-
-
-async def viewers_now(server: Server, room: str) -> int:
-    stats = await server.services.presence.stats(await server.services.rooms.get(room))
-    return stats.viewers
-
-
-async def wait_viewers(server: Server, room: str, count: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await viewers_now(server, room) != count:
-        assert time.monotonic() < deadline, (
-            f"viewer count stuck at {await viewers_now(server, room)}"
-        )
-        await asyncio.sleep(0.02)
 
 
 # -- 1. oversized frames and over-long messages ------------------------------------------------

@@ -7,15 +7,26 @@ before anything subtle breaks in production.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
 from pathlib import Path
 
+import aiohttp
 import engineio
+import pytest
 import socketio
 from engineio.async_socket import AsyncSocket
-from support import Server, make_settings
+from support import Server, make_settings, wait_viewers
 
-from livehub.signaling.socket import FastEmitManager, RedisManager, build_server
+from livehub.app import LIVE
+from livehub.signaling.socket import (
+    MAX_BUFFERED_BYTES,
+    CapturingWebSocket,
+    FastEmitManager,
+    RedisManager,
+    build_server,
+)
 
 
 def test_pinned_versions_are_the_ones_the_fast_path_was_written_for() -> None:
@@ -23,6 +34,7 @@ def test_pinned_versions_are_the_ones_the_fast_path_was_written_for() -> None:
 
     assert version("python-socketio") == "5.18.1"
     assert version("python-engineio") == "4.15.1"
+    assert version("aiohttp") == "3.14.5"
 
 
 def test_engineio_and_socketio_still_have_what_the_fast_path_uses(tmp_path: Path) -> None:
@@ -33,6 +45,10 @@ def test_engineio_and_socketio_still_have_what_the_fast_path_uses(tmp_path: Path
         engineio.base_socket.BaseSocket.__init__
     )
     assert inspect.iscoroutinefunction(AsyncSocket.send)
+    assert sio.eio._async["websocket"] is CapturingWebSocket
+    handler = inspect.getsource(AsyncSocket._websocket_handler)
+    assert "self.upgraded = True" in handler and "self.upgrading" in handler
+    assert "await self.handler(self)" in inspect.getsource(CapturingWebSocket.__mro__[1].__call__)
     assert hasattr(socketio.AsyncRedisManager, "_redis_connect")
     assert [c.__name__ for c in RedisManager.__mro__][:5] == [
         "RedisManager",
@@ -51,3 +67,70 @@ async def test_room_emits_go_through_the_fast_path_and_reach_everyone(
     ack = await viewers[0].chat("through the fast path")
     for viewer in viewers:
         await viewer.wait_until(lambda v=viewer: ack["id"] in [m["id"] for m in v.messages()])
+
+
+def manager_of(server: Server) -> FastEmitManager:
+    manager = server.app[LIVE].server.manager
+    assert isinstance(manager, FastEmitManager)
+    return manager
+
+
+async def test_room_frames_are_written_straight_to_websockets(memory_server: Server) -> None:
+    room = (await memory_server.create_room(settings={"max_danmaku_per_second": 0}))["room"]["id"]
+    viewers = [await memory_server.client(room, name=f"v{i}") for i in range(3)]
+    manager = manager_of(memory_server)
+    before = manager.direct_frames
+    ack = await viewers[0].chat("straight to the socket")
+    for viewer in viewers:
+        await viewer.wait_until(lambda v=viewer: ack["id"] in [m["id"] for m in v.messages()])
+    assert manager.direct_frames >= before + len(viewers)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+async def test_every_websocket_frame_length_form_arrives_whole(
+    memory_server: Server, size: int
+) -> None:
+    """The 7-bit, 16-bit and 64-bit length forms, at and around their limits."""
+    room = (await memory_server.create_room())["room"]["id"]
+    viewer = await memory_server.client(room)
+    text = "x" * max(0, size - len('42/live,["probe",""]') - 1) + "é"
+    await memory_server.app[LIVE].emit("probe", text, room=f"room:{room}")
+    assert await viewer.wait_for("probe") == text
+
+
+async def test_polling_clients_get_room_frames_through_the_queue(memory_server: Server) -> None:
+    room = (await memory_server.create_room(settings={"max_danmaku_per_second": 0}))["room"]["id"]
+    polling = await memory_server.client(room, name="Poll", transport="polling")
+    websocket = await memory_server.client(room, name="Web")
+    for n in range(5):
+        await websocket.chat(f"m{n}")
+    for viewer in (polling, websocket):
+        await viewer.wait_until(lambda v=viewer: len(v.messages()) == 5)
+        assert viewer.message_texts() == [f"m{n}" for n in range(5)]
+    # Saying goodbye answers the pending long-poll rather than leaving it to the
+    # 40 s ping timeout.
+    await asyncio.wait_for(polling.close(), 5)
+    await wait_viewers(memory_server, room, 1)
+
+
+async def test_a_reader_that_stops_skips_frames_and_blocks_nobody(memory_server: Server) -> None:
+    room = (await memory_server.create_room())["room"]["id"]
+    reader = await memory_server.client(room, name="Reader")
+    manager = manager_of(memory_server)
+    url = f"ws://127.0.0.1:{memory_server.settings.port}/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as stalled:
+        assert (await stalled.receive_str()).startswith("0{")
+        auth = {"room": room, "token": memory_server.token(room, name="Stalled")}
+        await stalled.send_str(f"40/live,{json.dumps(auth)}")
+        assert (await stalled.receive_str()).startswith("40/live,")
+        # From here the stalled client reads nothing more.
+        chunk = "y" * 60_000
+        frames = 400  # about 24 MB, far past any socket buffer
+        for n in range(frames):  # paced by the reader that keeps up
+            await memory_server.app[LIVE].emit("probe", f"{n}:{chunk}", room=f"room:{room}")
+            await reader.wait_until(lambda n=n: len(reader.events["probe"]) == n + 1)
+        assert [p.split(":")[0] for p in reader.events["probe"]] == [str(n) for n in range(frames)]
+        assert manager.skipped_frames > 0
+        sockets = memory_server.app[LIVE].server.eio.sockets.values()
+        buffered = [s.livehub_ws._writer.transport.get_write_buffer_size() for s in sockets]
+        assert max(buffered) <= MAX_BUFFERED_BYTES + len(chunk) + 100
