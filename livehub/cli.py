@@ -116,6 +116,9 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+SHUTDOWN_TIMEOUT = 10.0  # seconds a graceful stop waits for requests still running
+
+
 def _serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -128,6 +131,9 @@ def _serve(settings: Settings) -> int:
         ssl_context=tls_context(settings) if settings.tls else None,
         print=None,
         access_log=None,
+        # Live connections are closed as the stop begins (signaling/socket.py); this
+        # bounds how long anything else still running may delay the stop.
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     return 0
 

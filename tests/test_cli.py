@@ -7,9 +7,11 @@ stderr are what the operator sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +24,7 @@ from processes import (
     api,
     run_livehub_async,
 )
-from support import ADMIN_KEY, SECRET, Refused, free_port
+from support import ADMIN_KEY, SECRET, LiveClient, Refused, free_port, wait_disconnected
 
 from livehub import cli
 from livehub.errors import Forbidden
@@ -380,3 +382,30 @@ def test_sigterm_stops_serve_cleanly(procs: ProcessGroup, tmp_path: Path) -> Non
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=10) == 0
     assert "Traceback" not in server.stderr(), server.stderr()
+
+
+async def test_sigterm_closes_live_connections_and_records_their_leave(
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path
+) -> None:
+    """A graceful stop does not wait out open websockets (aiohttp would give them 60 s)
+    but closes them, so each viewer's leave and watch time are recorded."""
+    data = tmp_path / "data"
+    server = serve_bare(procs, data)
+    secret = (data / "secret.key").read_text().strip()
+    viewers = []
+    for name in ("Ann", "Bob", "Cy"):
+        token, _, _ = tokens.mint(secret, room="demo", role="viewer", name=name)
+        viewers.append(await node_clients.connect(server, "demo", token))
+    polling_token, _, _ = tokens.mint(secret, room="demo", role="viewer", name="Poll")
+    polling = LiveClient(server.url, "demo", polling_token, transport="polling")
+    node_clients.append(polling)
+    await polling.connect()
+
+    assert await asyncio.to_thread(server.stop) == 0  # SIGTERM, SIGKILL after 5 s
+    for viewer in [*viewers, polling]:
+        await wait_disconnected(viewer)
+    with contextlib.closing(sqlite3.connect(data / "livehub.db")) as db:
+        left = {
+            row[0] for row in db.execute("SELECT actor FROM events WHERE kind = 'presence.leave'")
+        }
+    assert left == {v.welcome["you"]["viewer_id"] for v in [*viewers, polling]}

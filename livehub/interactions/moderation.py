@@ -92,10 +92,13 @@ class Moderation:
                 "muted",
                 "That message broke a room rule; you are muted.",
                 until=round(self._clock() + rule.mute_seconds, 3),
+                by="automod",
             )
         if verdict.action == "ban":
             await self._ban(room, AUTOMOD, who.viewer_id, "automod")
-            raise Forbidden("banned", "That message broke a room rule; you are banned.")
+            raise Forbidden(
+                "banned", "That message broke a room rule; you are banned.", by="automod"
+            )
         raise UserError("blocked", "That message is not allowed in this room.")
 
     def _chain(self, room: Room) -> RuleChain:

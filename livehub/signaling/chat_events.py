@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 
-from livehub.errors import LivehubError
 from livehub.interactions.messages import Draft
 from livehub.rooms.models import Principal
 from livehub.signaling import payloads as p
@@ -18,7 +15,6 @@ class ChatEvents:
     def __init__(self, services: Services, live: LiveNamespace) -> None:
         self._s = services
         self._live = live
-        self._expelling: set[asyncio.Task[None]] = set()
         live.route("chat", p.ChatIn, self.chat)
         live.route("like", p.LikeIn, self.like)
         live.route("heartbeat", p.Empty, self.heartbeat)
@@ -26,12 +22,7 @@ class ChatEvents:
     async def chat(self, who: Principal, data: p.ChatIn) -> Result:
         room = await self._s.rooms.get_open(who.room)
         draft = Draft(text=data.text, client_id=data.client_id, mode=data.mode, color=data.color)
-        try:
-            result = await self._s.chat.send(room, who, draft)
-        except LivehubError as err:
-            if err.code == "banned":  # a rule banned the sender (or a ban raced this socket)
-                await self._expel(room.id, who.viewer_id)
-            raise
+        result = await self._s.chat.send(room, who, draft)
         if not result.duplicate:
             if result.held:
                 await self._live.to_staff("held", msgspec.to_builtins(result.message), room.id)
@@ -43,14 +34,6 @@ class ChatEvents:
             "duplicate": result.duplicate,
             "message": msgspec.to_builtins(result.message),
         }
-
-    async def _expel(self, room_id: str, viewer_id: str) -> None:
-        """Tell a banned sender, as a moderator's ban does, and disconnect them
-        once this ack is on its way (the task runs after the handler returns)."""
-        await self._live.to_viewer("banned", {"reason": "automod"}, room_id, viewer_id)
-        task = asyncio.ensure_future(self._live.disconnect_viewer(room_id, viewer_id))
-        self._expelling.add(task)
-        task.add_done_callback(self._expelling.discard)
 
     async def like(self, who: Principal, data: p.LikeIn) -> Result:
         room = await self._s.rooms.get_open(who.room)

@@ -65,7 +65,22 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ack_ok(await self._dispatch(event, args))
         except LivehubError as err:
             log.debug("event %s refused: %s", event, err.code)
+            await self._tell_sanctioned(args[0] if args else None, err)
             return ack_error(err)
+
+    async def _tell_sanctioned(self, sid: Any, err: LivehubError) -> None:
+        """A refusal that banned or muted the sender (a room rule) is told to all of
+        the viewer's tabs, as a moderator's ban or mute is; so is a ban that raced
+        this socket. "banned" is a final event: the sockets close after this ack."""
+        who = self._sessions.get(sid)
+        if who is None:
+            return
+        if err.code == "banned":
+            reason = "automod" if err.details.get("by") == "automod" else "banned"
+            await self.to_viewer("banned", {"reason": reason}, who.room, who.viewer_id)
+        elif err.code == "muted" and err.details.get("by") == "automod":
+            until = err.details["until"]
+            await self.to_viewer("muted", {"until": until}, who.room, who.viewer_id)
 
     def _from_server(self, event: str, args: tuple[Any, ...]) -> bool:
         """True for python-socketio's own connect and disconnect calls.
@@ -116,13 +131,6 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def to_viewer(self, event: str, data: Any, room_id: str, viewer_id: str) -> None:
         await self.emit(event, data, room=viewer_channel(room_id, viewer_id))
-
-    async def disconnect_viewer(self, room_id: str, viewer_id: str) -> None:
-        """Disconnect this node's sockets of one viewer."""
-        for sid in [
-            s for s, w in self._sessions.items() if w.room == room_id and w.viewer_id == viewer_id
-        ]:
-            await self.disconnect(sid)
 
     # -- connect and disconnect ----------------------------------------------------------
 

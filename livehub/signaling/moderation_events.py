@@ -59,8 +59,8 @@ class ModerationEvents:
     async def ban(self, who: Principal, data: p.BanIn) -> Result:
         room = await self._s.rooms.get_open(who.room)
         await self._s.moderation.ban(room, who, data.viewer_id, data.reason)
+        # "banned" is a final event: every node disconnects the viewer's sockets.
         await self._live.to_viewer("banned", {"reason": data.reason}, room.id, data.viewer_id)
-        await self._live.disconnect_viewer(room.id, data.viewer_id)
         return None
 
     async def unban(self, who: Principal, data: p.ViewerRef) -> Result:

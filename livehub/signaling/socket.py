@@ -27,6 +27,10 @@ log = logging.getLogger("livehub.socket")
 
 MAX_BACKLOG_FRAMES = 50
 MAX_BUFFERED_BYTES = 256 * 1024
+#: events after which their recipients are disconnected, on every node
+FINAL_EVENTS = frozenset({"banned"})
+CLOSE_WAIT = 3.0  # seconds a graceful stop gives clients to take their close packet
+FINAL_ACK_WAIT = 5.0  # seconds a final event's disconnect waits for the emitter's ack
 TEXT_FRAME = 0x81  # FIN + text opcode; server frames are never masked
 
 
@@ -99,12 +103,17 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     one slow connection never blocks the others or grows memory without bound.
     Emits with a callback keep the stock path. Relies on internals pinned by the
     exact python-socketio/python-engineio/aiohttp versions in pyproject.toml.
+
+    A FINAL_EVENTS event is its recipients' last: once it is on its way, the
+    manager disconnects them. With Redis every node runs this for its own
+    sockets, so a ban reaches the viewer's connections on every node.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.skipped_frames = 0
         self.direct_frames = 0
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def emit(
         self,
@@ -134,7 +143,10 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         wire = websocket_text_frame(frames[0].encode()) if len(frames) == 1 else None
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         sockets = self.server.eio.sockets
-        for sid, eio_sid in list(self.get_participants(namespace, room)):
+        recipients = list(self.get_participants(namespace, room))
+        if event in FINAL_EVENTS:
+            self._disconnect_later([sid for sid, _ in recipients if sid not in skip], namespace)
+        for sid, eio_sid in recipients:
             socket = sockets.get(eio_sid)
             if sid in skip or socket is None or socket.closed or socket.closing:
                 continue
@@ -151,6 +163,28 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
                 continue
             for frame in frames:
                 await socket.send(frame)
+
+    def _disconnect_later(self, sids: list[str], namespace: str) -> None:
+        """Disconnect this node's `sids` once the emitting task is done.
+
+        An event handler runs in its own task, which sends the handler's ack
+        last: waiting for it lets a sender banned by a rule still get the ack
+        that says so. An emit arriving from another node (the Redis listener, a
+        task that never ends) has no ack to wait for.
+        """
+        emitter = asyncio.current_task()
+        if emitter is getattr(self, "thread", None):
+            emitter = None
+
+        async def close() -> None:
+            if emitter is not None:
+                await asyncio.wait({emitter}, timeout=FINAL_ACK_WAIT)
+            for sid in sids:
+                await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+        task = asyncio.ensure_future(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
 
 class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore[misc]
@@ -248,9 +282,37 @@ def attach(sio: socketio.AsyncServer, app: web.Application) -> None:
             request = request.clone(headers=headers)
         return await sio.handle_request(request)
 
+    async def close_connections(app: web.Application) -> None:
+        await disconnect_everyone(sio)
+
+    app.on_shutdown.append(close_connections)
     app.router.add_route("GET", SOCKET_PATH, handle)
     app.router.add_route("POST", SOCKET_PATH, handle)
     app.router.add_route("OPTIONS", SOCKET_PATH, handle)
+
+
+async def close_socket(socket: Any) -> None:
+    """Close one Engine.IO socket from the server's side: the close packet, then
+    the websocket itself (python-engineio otherwise waits for the client to close
+    it, and a client need not)."""
+    await socket.close()
+    socket.queue.put_nowait(None)  # its websocket writer exits and closes the websocket
+
+
+async def disconnect_everyone(sio: socketio.AsyncServer) -> None:
+    """Close every connection, as a graceful stop begins.
+
+    aiohttp waits for open requests before it stops, and a websocket or a
+    long-poll never finishes by itself; closing them here lets each viewer's
+    leave be recorded, and their clients reconnect elsewhere. A client that does
+    not take its close packet within CLOSE_WAIT seconds is cut off by aiohttp.
+    """
+    sockets = list(sio.eio.sockets.values())
+    if sockets:
+        closing = [asyncio.ensure_future(close_socket(socket)) for socket in sockets]
+        await asyncio.wait(closing, timeout=CLOSE_WAIT)
+        await cancel_and_wait([task for task in closing if not task.done()])
+    await sio.shutdown()
 
 
 async def shutdown(sio: socketio.AsyncServer) -> None:

@@ -290,8 +290,9 @@ async def test_mute_rule_mutes(env: Chat) -> None:
     await env.moderation.add_rule(room, HOST, "insult", "word", "mute", mute_seconds=30)
     room = await env.rooms.get("r1")
     error = await refused(env, room, ANN, "insult")
-    assert (error.code, error.details) == ("muted", {"until": 10_030.0})
-    assert (await refused(env, room, ANN, "sorry")).code == "muted"
+    assert (error.code, error.details) == ("muted", {"until": 10_030.0, "by": "automod"})
+    still = await refused(env, room, ANN, "sorry")
+    assert (still.code, still.details) == ("muted", {"until": 10_030.0})
     env.clock.advance(30)
     await env.send(room, ANN, "sorry")
 
@@ -300,8 +301,10 @@ async def test_ban_rule_bans(env: Chat) -> None:
     room = await env.room()
     await env.moderation.add_rule(room, HOST, "scam", "word", "ban")
     room = await env.rooms.get("r1")
-    assert (await refused(env, room, ANN, "buy my scam")).code == "banned"
-    assert (await refused(env, room, ANN, "hello")).code == "banned"
+    banned = await refused(env, room, ANN, "buy my scam")
+    assert (banned.code, banned.details) == ("banned", {"by": "automod"})
+    again = await refused(env, room, ANN, "hello")
+    assert (again.code, again.details) == ("banned", {})
     assert await env.moderation.is_banned("r1", "v_ann")
 
 

@@ -291,14 +291,22 @@ async def test_hold_rule_queues_for_review_then_approve_and_reject(server: Serve
 
 async def test_mute_rule_mutes_the_sender(server: Server) -> None:
     room = await new_room(server)
-    ann = await server.client(room, name="Ann")
+    ann = await server.client(room, name="Ann", viewer_id="v_ann")
+    ann_tab = await server.client(room, name="Ann", viewer_id="v_ann")
     bob = await server.client(room, name="Bob")
     mod = await server.client(room, role="moderator", name="Mod")
     await add_rule(mod, pattern="badword", kind="word", action="mute", mute_seconds=60)
 
     error = error_of(await ann.chat("you b4dw0rd"))
     assert error["code"] == "muted" and error["details"]["until"] > time.time() + 50
-    assert error_of(await ann.chat("innocent now"))["code"] == "muted"
+    # Every tab of the viewer is told, as with a moderator's mute.
+    for tab in (ann, ann_tab):
+        assert await tab.wait_for("muted") == {"until": error["details"]["until"]}
+    again = error_of(await ann.chat("innocent now"))
+    assert again["code"] == "muted" and "by" not in again["details"]
+    await settle()
+    assert len(ann.events["muted"]) == 1  # refusing a muted viewer is not a new mute
+    assert "muted" not in bob.events
     assert (await bob.chat("bob is fine"))["ok"] is True
     await settle()
     assert not [t for t in bob.message_texts() if t != "bob is fine"]
@@ -310,12 +318,14 @@ async def test_mute_rule_mutes_the_sender(server: Server) -> None:
 async def test_ban_rule_bans_the_sender(server: Server) -> None:
     room = await new_room(server)
     ann = await server.client(room, name="Ann", viewer_id="v_ann")
+    ann_tab = await server.client(room, name="Ann", viewer_id="v_ann")
     mod = await server.client(room, role="moderator", name="Mod")
     await add_rule(mod, pattern=r"buy\s+cheap", kind="regex", action="ban")
 
     assert error_of(await ann.chat("BUY   cheap watches"))["code"] == "banned"
-    assert await ann.wait_for("banned") == {"reason": "automod"}
-    await wait_disconnected(ann)
+    for tab in (ann, ann_tab):
+        assert await tab.wait_for("banned") == {"reason": "automod"}
+        await wait_disconnected(tab)
     with pytest.raises(Refused) as refused:
         await server.client(room, name="Ann", viewer_id="v_ann")
     assert refusal_code(refused) == "banned"

@@ -13,8 +13,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from processes import NodeClients, TwoNodes, api, create_room
-from support import mint_token
+from support import Refused, mint_token, refusal_code, wait_disconnected
 
 ROOM = "multi"
 # Generous chat limits: the tests below are about nodes, not the rate limiter.
@@ -134,3 +135,28 @@ async def test_concurrent_retry_on_both_nodes_records_once(
         "chat.message",
     )
     assert sorted(row[0] for row in rows) == sorted(f"{ROOM}|v_ann|race-{n}" for n in range(10))
+
+
+async def test_a_ban_on_one_node_disconnects_the_viewer_on_every_node(
+    two_nodes: TwoNodes, node_clients: NodeClients
+) -> None:
+    a, b = two_nodes
+    await create_room(a.url, ROOM, "Multi", settings=ROOM_SETTINGS)
+    dan_token = mint_token(ROOM, "viewer", "Dan", "v_dan")
+    dan_on_a = await node_clients.connect(a, ROOM, dan_token)
+    dan_on_b = await node_clients.connect(b, ROOM, dan_token)
+    eve = await node_clients.connect(b, ROOM, mint_token(ROOM, "viewer", "Eve", "v_eve"))
+    mod_a = await node_clients.connect(a, ROOM, mint_token(ROOM, "moderator", "Mo", "v_mod"))
+
+    ban = {"viewer_id": "v_dan", "reason": "spam"}
+    assert await mod_a.call("mod_ban", ban) == {"ok": True}
+    for tab in (dan_on_a, dan_on_b):
+        assert await tab.wait_for("banned") == {"reason": "spam"}
+        await wait_disconnected(tab)
+    for node in (a, b):
+        with pytest.raises(Refused) as refused:
+            await node_clients.connect(node, ROOM, dan_token)
+        assert refusal_code(refused) == "banned"
+    # Everyone else stays.
+    assert eve.sio.connected and mod_a.sio.connected
+    assert (await eve.chat("still here"))["ok"] is True
