@@ -97,6 +97,7 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
     rooms = RoomService(repo, store, log, defaults)
     counters = Counters(store)
     moderation = Moderation(store, log, rooms, repo, counters)
+    await moderation.restore_mutes()
     services = Services(
         settings=settings,
         store=store,

@@ -87,11 +87,11 @@ class Moderation:
             },
         )
         if verdict.action == "mute":
-            await self._store.set(_mute_key(room.id, who.viewer_id), AUTOMOD, rule.mute_seconds)
+            until = await self._mute(room, AUTOMOD, who.viewer_id, rule.mute_seconds)
             raise UserError(
                 "muted",
                 "That message broke a room rule; you are muted.",
-                until=round(self._clock() + rule.mute_seconds, 3),
+                until=until,
                 by="automod",
             )
         if verdict.action == "ban":
@@ -131,8 +131,7 @@ class Moderation:
         self._not_self(actor, viewer_id)
         if not 1 <= seconds <= 86400:
             raise ProtocolError("bad_payload", "seconds must be 1-86400.")
-        await self._store.set(_mute_key(room.id, viewer_id), actor.viewer_id, seconds)
-        until = round(self._clock() + seconds, 3)
+        until = await self._mute(room, actor.viewer_id, viewer_id, seconds)
         await self._record(
             room,
             actor.viewer_id,
@@ -145,7 +144,25 @@ class Moderation:
         )
         return until
 
+    async def _mute(self, room: Room, by: str, viewer_id: str, seconds: int) -> float:
+        """Mute in the store (checked on every message) and in SQLite (kept across
+        restarts); returns when the mute ends."""
+        until = round(self._clock() + seconds, 3)
+        await self._repo.mute(room.id, viewer_id, by, until)
+        await self._store.set(_mute_key(room.id, viewer_id), by, seconds)
+        return until
+
+    async def restore_mutes(self) -> int:
+        """Put the mutes still running back in the store (after a restart on the
+        in-memory store; a no-op in effect on Redis); returns how many."""
+        now = self._clock()
+        mutes = await self._repo.mutes_after(now)
+        for mute in mutes:
+            await self._store.set(_mute_key(mute.room, mute.viewer_id), mute.by, mute.until - now)
+        return len(mutes)
+
     async def unmute(self, room: Room, actor: Principal, viewer_id: str) -> None:
+        await self._repo.unmute(room.id, viewer_id)
         await self._store.delete(_mute_key(room.id, viewer_id))
         await self._record(room, actor.viewer_id, "mod.unmute", {"viewer_id": viewer_id})
 

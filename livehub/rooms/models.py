@@ -53,6 +53,15 @@ class Stream(msgspec.Struct, frozen=True):
     ended_at: float | None = None
 
 
+class Mute(msgspec.Struct, frozen=True):
+    """A viewer muted in a room until a time (by a moderator, or "automod")."""
+
+    room: str
+    viewer_id: str
+    by: str
+    until: float
+
+
 class Room(msgspec.Struct, frozen=True):
     id: str
     title: str

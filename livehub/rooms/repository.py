@@ -1,4 +1,4 @@
-"""Durable rooms, streams and bans in SQLite (the same database file as the event log)."""
+"""Durable rooms, streams, bans and mutes in SQLite (the same database file as the event log)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import aiosqlite
 import msgspec
 
 from livehub.rooms.eventlog import connect
-from livehub.rooms.models import Room, Stream
+from livehub.rooms.models import Mute, Room, Stream
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS bans (
     by TEXT NOT NULL,
     reason TEXT NOT NULL,
     ts REAL NOT NULL,
+    PRIMARY KEY (room, viewer_id)
+);
+CREATE TABLE IF NOT EXISTS mutes (
+    room TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    by TEXT NOT NULL,
+    until REAL NOT NULL,
     PRIMARY KEY (room, viewer_id)
 );
 """
@@ -102,6 +109,25 @@ class RoomRepository:
             "DELETE FROM bans WHERE room = ? AND viewer_id = ?", (room, viewer_id)
         )
         return cursor.rowcount == 1
+
+    async def mute(self, room: str, viewer_id: str, by: str, until: float) -> None:
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO mutes (room, viewer_id, by, until) VALUES (?, ?, ?, ?)",
+            (room, viewer_id, by, until),
+        )
+
+    async def unmute(self, room: str, viewer_id: str) -> None:
+        await self._conn.execute(
+            "DELETE FROM mutes WHERE room = ? AND viewer_id = ?", (room, viewer_id)
+        )
+
+    async def mutes_after(self, now: float) -> list[Mute]:
+        """The mutes still running at `now`; the ones that ran out are deleted."""
+        await self._conn.execute("DELETE FROM mutes WHERE until <= ?", (now,))
+        rows = await self._conn.execute_fetchall(
+            "SELECT room, viewer_id, by, until FROM mutes ORDER BY room, viewer_id"
+        )
+        return [Mute(room=r[0], viewer_id=r[1], by=r[2], until=r[3]) for r in rows]
 
     async def is_banned(self, room: str, viewer_id: str) -> bool:
         rows = await self._conn.execute_fetchall(

@@ -11,10 +11,12 @@ import pytest
 from livehub.errors import Forbidden, LivehubError, RateLimited, UserError
 from livehub.interactions.chat import REPEAT_WINDOW_SECONDS, ChatResult, ChatService
 from livehub.interactions.messages import Draft
+from livehub.interactions.moderation import Moderation
 from livehub.rooms.eventlog import Event
+from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import NO_STREAM, Principal, Room
 
-from .domain import ANN, BOB, HOST, MOD, Domain
+from .domain import ANN, BOB, CAT, DAN, HOST, MOD, Domain
 
 
 @dataclass
@@ -381,3 +383,30 @@ async def test_counters_are_per_stream(env: Chat) -> None:
     assert await env.counters.room("r1", NO_STREAM) == {"messages": 1}
     assert await env.counters.room("r1", stream.id) == {"messages": 2}
     assert (await env.counters.viewer("r1", stream.id, "v_ann"))["messages"] == 1
+
+
+async def test_mutes_survive_a_restart_of_the_memory_store(env: Chat) -> None:
+    """A restart loses the in-memory store; running mutes come back from SQLite with
+    the time they had left, finished and lifted ones do not."""
+    room = await env.room()
+    await env.moderation.mute(room, MOD, ANN.viewer_id, 60)
+    await env.moderation.mute(room, MOD, BOB.viewer_id, 10)
+    await env.moderation.mute(room, MOD, CAT.viewer_id, 600)
+    await env.moderation.unmute(room, MOD, CAT.viewer_id)
+    env.clock.advance(20)  # Bob's mute has run out
+
+    fresh = MemoryStore(clock=env.clock)
+    try:
+        moderation = Moderation(fresh, env.log, env.rooms, env.repo, env.counters, clock=env.clock)
+        assert await moderation.restore_mutes() == 1
+        chat = ChatService(fresh, env.log, env.counters, moderation, clock=env.clock)
+        with pytest.raises(LivehubError) as info:
+            await chat.send(room, ANN, Draft(text="still muted?", client_id=next_id()))
+        assert (info.value.code, info.value.details) == ("muted", {"until": 10_060.0})
+        for who in (BOB, CAT, DAN):
+            await chat.send(room, who, Draft(text=f"hi from {who.name}", client_id=next_id()))
+        env.clock.advance(40)
+        await chat.send(room, ANN, Draft(text="free again", client_id=next_id()))
+        assert await moderation.restore_mutes() == 0  # ran out: gone from SQLite too
+    finally:
+        await fresh.close()

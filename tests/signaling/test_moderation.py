@@ -232,6 +232,30 @@ async def test_ban_survives_a_restart(server: Server, tmp_path: Path) -> None:
         await stop_server(second)
 
 
+async def test_mute_survives_a_restart(server: Server, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "restart", redis_url=server.settings.redis_url)
+    first = await start_server(settings)
+    try:
+        room = await new_room(first)
+        mod = await first.client(room, role="moderator", name="Mod")
+        ack = await mod.call("mod_mute", {"viewer_id": "v_ann", "seconds": 600})
+        assert ack["ok"] is True, ack
+        ann = await first.client(room, name="Ann", viewer_id="v_ann")
+        until = error_of(await ann.chat("muted here"))["details"]["until"]
+    finally:
+        await stop_server(first)
+
+    second = await start_server(make_settings(settings.data_dir, redis_url=settings.redis_url))
+    try:
+        ann = await second.client(room, name="Ann", viewer_id="v_ann")
+        error = error_of(await ann.chat("and after a restart"))
+        assert error["code"] == "muted" and abs(error["details"]["until"] - until) < 2
+        bob = await second.client(room, name="Bob")
+        assert (await bob.chat("bob is not muted"))["ok"] is True
+    finally:
+        await stop_server(second)
+
+
 # -- rules -------------------------------------------------------------------------
 
 
