@@ -15,6 +15,7 @@ the picture), duration from the timestamps (no ffprobe) and size.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -302,6 +303,33 @@ class RecordingManager(FeedRooms[Recording]):
             return None
         path = self.root / room / name
         return path if path.is_file() else None
+
+    async def purge_older_than(self, cutoff: float) -> int:
+        """Delete the recordings last written before ``cutoff`` (a Unix time), with
+        their sidecars; a stream still being recorded is kept. Returns how many."""
+        live = {(r.room, r.stream) for r in self._live.values() if not r.feed.done}
+        return await asyncio.to_thread(self._purge, cutoff, live)
+
+    def _purge(self, cutoff: float, live: set[tuple[str, str]]) -> int:
+        deleted = 0
+        if not self.root.is_dir():
+            return 0
+        for room_dir in self.root.iterdir():
+            if not (room_dir.is_dir() and SAFE_ID.match(room_dir.name)):
+                continue
+            for path in room_dir.iterdir():
+                match = RECORDING_FILE.match(path.name)
+                if match is None or (room_dir.name, match[1]) in live:
+                    continue
+                try:
+                    if path.stat().st_mtime >= cutoff:
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                path.with_suffix(".json").unlink(missing_ok=True)
+                deleted += 1
+        return deleted
 
     async def lifecycle(self, app: object) -> AsyncIterator[None]:
         """aiohttp cleanup context: every recording finalised at shutdown."""

@@ -8,6 +8,7 @@ codec context at all, and the publisher's keyframe bytes are in the file.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -241,3 +242,32 @@ async def test_a_stream_the_publisher_ends_gets_its_report_built(media_server: S
         "GET", f"/api/rooms/{rid}/streams/{stream_id}/report", token=host
     )
     assert status == 200 and report["summary"]["chat_messages"] == 1
+
+
+async def test_old_recordings_are_purged_and_a_live_one_is_kept(media_server: Server) -> None:
+    manager = recordings(media_server)
+    old = await media_server.create_room()
+    old_id, old_host = old["room"]["id"], old["host_token"]
+    publisher = await publish(media_server, old_id, old_host)
+    ended = await until(lambda: manager.recording(old_id), 5, "the recorder")
+    await until(lambda: ended.sink.opened, 10, "the first keyframe")
+    await unpublish(media_server, publisher, old_host)
+    old_file = media_server.settings.data_dir / "recordings" / old_id / f"{ended.stream}.mp4"
+    assert old_file.is_file() and old_file.with_suffix(".json").is_file()
+
+    now = await media_server.create_room()
+    now_id, now_host = now["room"]["id"], now["host_token"]
+    live_publisher = await publish(media_server, now_id, now_host)
+    live = await until(lambda: manager.recording(now_id), 5, "the recorder")
+    await until(lambda: live.sink.opened, 10, "the first keyframe")
+
+    ten_days_ago = time.time() - 10 * 86400
+    for path in (old_file, live.sink.path):
+        os.utime(path, (ten_days_ago, ten_days_ago))
+    assert await manager.purge_older_than(time.time() - 86400) == 1
+    assert not old_file.exists() and not old_file.with_suffix(".json").exists()
+    assert manager.info(old_id, ended.stream) is None
+    assert live.sink.path.exists()  # still being written: kept
+    assert await manager.purge_older_than(time.time() - 86400) == 0
+    await unpublish(media_server, live_publisher, now_host)
+    assert manager.info(now_id, live.stream) is not None  # finished just now: not old
