@@ -179,9 +179,6 @@ async def create_app(settings: Settings) -> web.Application:
     api.on_stream_stopped.append(reports.stream_stopped)
     media.on_stream_stopped.append(reports.stream_stopped)
     app.add_routes(reports.routes())
-    privacy = PrivacyApi.build(services, settings.data_dir / DB_FILE, reports.reports)
-    if settings.retention_days > 0:
-        loops.append(privacy.purge_forever)  # purges once at start, then daily
     app.add_routes(draws.routes())
     app.add_routes(offers.routes())
     app.add_routes(media.routes())
@@ -198,6 +195,11 @@ async def create_app(settings: Settings) -> web.Application:
     )
     app.add_routes(HlsApi(services, hls, recordings).routes())
     app[RECORDINGS], app[HLS] = recordings, hls
+    privacy = PrivacyApi.build(
+        services, settings.data_dir / DB_FILE, reports.reports, recordings.purge_older_than
+    )
+    if settings.retention_days > 0:
+        loops.append(privacy.purge_forever)  # purges once at start, then daily
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)

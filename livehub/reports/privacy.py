@@ -2,8 +2,9 @@
 
 Retention (``purge_older_than``): raw events whose timestamp is older than the
 cut-off are deleted, in short transactions so live appends are never held up for
-long; stored reports of streams that ended before the cut-off go too. Rooms,
-streams and bans stay (they hold no interaction data).
+long; stored reports of streams that ended before the cut-off go too, and so
+do recordings last written before it (``purge_recordings``). Rooms, streams
+and bans stay (they hold no interaction data).
 
 Erasure (``Privacy.erase_viewer``) removes one viewer from a room:
 
@@ -106,6 +107,7 @@ class PurgeResult(msgspec.Struct, frozen=True):
     cutoff: float
     events_deleted: int
     reports_deleted: int
+    recordings_deleted: int = 0
 
 
 class ErasureResult(msgspec.Struct, frozen=True):
@@ -192,6 +194,7 @@ class Privacy:
         synchronous: str = "FULL",
         refresh_reports: ReportRefresh | None = None,
         purge_reports: ReportPurge | None = None,
+        purge_recordings: ReportPurge | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = db_path
@@ -199,6 +202,7 @@ class Privacy:
         self._synchronous = synchronous
         self._refresh_reports = refresh_reports
         self._purge_reports = purge_reports
+        self._purge_recordings = purge_recordings
         self._clock = clock
 
     # -- retention -------------------------------------------------------------------
@@ -230,7 +234,13 @@ class Privacy:
         finally:
             await conn.close()
         reports = await self._purge_reports(cutoff) if self._purge_reports else 0
-        return PurgeResult(cutoff=cutoff, events_deleted=deleted, reports_deleted=reports)
+        recordings = await self._purge_recordings(cutoff) if self._purge_recordings else 0
+        return PurgeResult(
+            cutoff=cutoff,
+            events_deleted=deleted,
+            reports_deleted=reports,
+            recordings_deleted=recordings,
+        )
 
     async def purge_forever(self, days: int, interval: float = DAY_SECONDS) -> None:
         """Purge now, then once per ``interval`` seconds (a background loop).
@@ -245,11 +255,12 @@ class Privacy:
                 log.exception("retention purge failed; retrying")
                 await asyncio.sleep(min(interval, RETRY_SECONDS))
                 continue
-            if result.events_deleted or result.reports_deleted:
+            if result.events_deleted or result.reports_deleted or result.recordings_deleted:
                 log.info(
-                    "retention: deleted %d events and %d reports older than %d days",
+                    "retention: deleted %d events, %d reports and %d recordings older than %d days",
                     result.events_deleted,
                     result.reports_deleted,
+                    result.recordings_deleted,
                     days,
                 )
             await asyncio.sleep(interval)

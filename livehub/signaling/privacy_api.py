@@ -8,6 +8,7 @@ from the room's event log, live counters and stored reports (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -30,14 +31,22 @@ class PrivacyApi:
         self.privacy = privacy
 
     @classmethod
-    def build(cls, services: Services, db_path: Path, reports: Reports) -> PrivacyApi:
-        """Erasure rebuilds the stored reports it touches; retention purges old ones."""
+    def build(
+        cls,
+        services: Services,
+        db_path: Path,
+        reports: Reports,
+        purge_recordings: Callable[[float], Awaitable[int]] | None = None,
+    ) -> PrivacyApi:
+        """Erasure rebuilds the stored reports it touches; retention purges old
+        ones, and old recordings."""
         privacy = Privacy(
             db_path,
             services.store,
             synchronous=services.settings.sqlite_synchronous,
             refresh_reports=reports.refresh,
             purge_reports=reports.purge,
+            purge_recordings=purge_recordings,
         )
         return cls(services, privacy)
 

@@ -6,6 +6,7 @@ live counters or a rebuilt report, and only the admin key may erase.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 import uuid
@@ -117,6 +118,13 @@ async def test_the_server_purges_at_start_when_retention_is_set(tmp_path: Path) 
     await reports.save(stored)
     for closing in (reports, repo, log):
         await closing.close()
+    # Recordings: one last written 10 days ago (with its sidecar), one today.
+    room_dir = data / "recordings" / "r1"
+    room_dir.mkdir(parents=True)
+    for name in ("s_old.mp4", "s_old.json", "s_new.mp4"):
+        (room_dir / name).write_bytes(b"not really a movie")
+    for name in ("s_old.mp4", "s_old.json"):
+        os.utime(room_dir / name, (old_start, old_start))
 
     server = await start_server(make_settings(data, retention_days=7))
     try:
@@ -124,10 +132,11 @@ async def test_the_server_purges_at_start_when_retention_is_set(tmp_path: Path) 
             with sqlite3.connect(db) as conn:
                 kinds = [r[0] for r in conn.execute("SELECT kind FROM events ORDER BY id")]
                 left = conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-            if kinds == ["like"] and left == 0:
+            files = sorted(p.name for p in room_dir.iterdir())
+            if kinds == ["like"] and left == 0 and files == ["s_new.mp4"]:
                 break
             await asyncio.sleep(0.05)
-        assert (kinds, left) == (["like"], 0)
+        assert (kinds, left, files) == (["like"], 0, ["s_new.mp4"])
     finally:
         await stop_server(server)
 
