@@ -128,8 +128,12 @@ async def create_app(settings: Settings) -> web.Application:
     live = LiveNamespace(services, fanout)
     ChatEvents(services, live)
     ModerationEvents(services, live)
+    node_id = secrets.token_hex(4)  # this run of this node (health, media ownership)
     media = WhipEndpoints(
-        services, live, MediaConfig.build(settings.ice_servers, settings.extra.get("media"))
+        services,
+        live,
+        MediaConfig.build(settings.ice_servers, settings.extra.get("media")),
+        node_id,
     )
     questions = QuestionEvents(
         services,
@@ -166,14 +170,15 @@ async def create_app(settings: Settings) -> web.Application:
     loops += [questions.votes.run]
     sio.register_namespace(live)
     app = web.Application(
-        middlewares=[security_headers, error_middleware],
+        middlewares=[security_headers(list(settings.allowed_origins)), error_middleware],
         client_max_size=settings.max_frame_bytes,
     )
     app[SERVICES] = services
     app[LIVE] = live
     app[STARTUP] = startup
     app[MEDIA] = media.sessions
-    api = RestApi(services, live, node_id=secrets.token_hex(4))
+    api = RestApi(services, live, node_id=node_id)
+    api.on_stream_stopped.append(media.stream_stopped)  # first: the publisher is cut at once
     app.add_routes(api.routes())
     reports = await ReportApi.create(services, settings.data_dir / DB_FILE)
     api.on_stream_stopped.append(reports.stream_stopped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -117,19 +118,30 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "retention_days" and value < 0:
             raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
+    if name == "public_url":
+        url = str(raw).strip().rstrip("/")
+        if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+            raise ValueError(f"{raw!r} is not an http:// or https:// URL")
+        return url
     if name in ("tls_cert", "tls_key") and not str(raw).strip():
         raise ValueError("must be the path of a PEM file")
     if name in ("data_dir", "tls_cert", "tls_key"):
         return Path(raw)
     if name == "allowed_origins":
-        if isinstance(raw, tuple):
-            return raw
-        return tuple(o.strip().rstrip("/") for o in str(raw).split(",") if o.strip())
+        items = raw if isinstance(raw, tuple) else str(raw).split(",")
+        origins = tuple(o.strip().rstrip("/") for o in items if o.strip())
+        for origin in origins:
+            if not ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://live.example.com")
+        return origins
     if name == "ice_servers":
         return _ice_servers(raw)
     if name == "demo" and isinstance(raw, str):
         return raw.lower() not in ("0", "false", "no")
     return raw
+
+
+ORIGIN = re.compile(r"\A(\*|https?://[A-Za-z0-9.\-\[\]:]+)\Z")
 
 
 def _ice_servers(raw: Any) -> tuple[str, ...]:

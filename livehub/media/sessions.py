@@ -12,7 +12,9 @@ ICE consent expires.
 A publisher that vanishes keeps its room's relay (and viewers) for
 ``publisher_grace`` seconds so that a reconnecting publisher continues the same
 stream; after that the relay closes, its viewers are disconnected, and
-``on_stream_end`` tells the edge to stop the stream. A DELETE ends at once.
+``on_stream_end`` tells the edge to stop the stream. A DELETE ends at once, and
+so does ``stop_room`` when the stream was stopped some other way (over REST, the
+room closed, or on another node).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class MediaConfig:
     peer_timeout: float = 10.0
     connect_timeout: float = 20.0
     check_interval: float = 0.5
+    # The node that has a room's media claims it in the state store for owner_ttl seconds
+    # and, every owner_check seconds, refreshes the claim and checks that the stream it
+    # carries has not been stopped on another node (livehub.media.ownership).
+    owner_ttl: float = 5.0
+    owner_check: float = 1.0
     relay: RelayConfig = field(default_factory=RelayConfig)
 
     @classmethod
@@ -142,6 +149,11 @@ class MediaSessions:
 
     def sessions(self, room: str | None = None) -> list[Session]:
         return [s for s in self._sessions.values() if room is None or s.room == room]
+
+    def rooms(self) -> set[str]:
+        """Rooms whose media is here: a publisher (even one negotiating) or an open relay."""
+        relayed = {room for room, relay in self._relays.items() if not relay.closed}
+        return relayed | set(self._publishers)
 
     # publishing
 
@@ -287,6 +299,18 @@ class MediaSessions:
             return
         await self._drop_publisher(session, "deleted")
         await self._end_room(session.room, actor)
+
+    async def stop_room(self, room: str, actor: str) -> bool:
+        """The stream was stopped from outside (over REST, the room closed, another node):
+        close the room's publisher, relay and viewers now. False if none were here."""
+        publisher = self._publishers.get(room)
+        if publisher is not None:
+            await self._drop_publisher(publisher, "the stream was stopped")
+        relay = self._relays.get(room)
+        if relay is None or relay.closed:
+            return publisher is not None
+        await self._end_room(room, actor)
+        return True
 
     async def abort(self, session: Session) -> None:
         """Undo a publish the edge could not complete (no stream-end callback)."""

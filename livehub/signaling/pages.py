@@ -5,33 +5,47 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from livehub.errors import NotFound
 from livehub.signaling.replies import Handler
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "media-src 'self' blob:; connect-src {connect}; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def csp(origins: list[str]) -> str:
+    """The pages' Content-Security-Policy. Scripts may connect to this origin and to
+    the allowed origins (the other nodes, whose WHEP a node may redirect to)."""
+    return CSP.replace("{connect}", " ".join(["'self'", *origins]))
+
+
+def security_headers(origins: list[str]) -> Middleware:
+    """Middleware adding the security headers (and the CSP) to every response."""
+    headers = {"Content-Security-Policy": csp(origins), **SECURITY_HEADERS}
+
+    @web.middleware
+    async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return add_headers
+
+
 VENDOR = {
     "socket.io.min.js": Path("socket.io-client/dist/socket.io.min.js"),
     "hls.min.js": Path("hls.js/dist/hls.min.js"),
 }
-
-
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
 
 
 class Pages:

@@ -6,20 +6,27 @@ token of the room); sessions at ``/whip/{room}/{session}`` and
 and ETag; PATCH trickled candidates -> 204; DELETE -> 200; OPTIONS -> 204
 without a token (CORS preflight); anything else -> 405. Errors are the usual
 JSON body ``{"code", "message"}``. Going live over WHIP starts the room's
-stream; the publisher leaving ends it (see ``livehub.media.sessions``).
+stream; the publisher leaving ends it (see ``livehub.media.sessions``), and
+stopping the stream otherwise (over REST, on any node) disconnects the publisher.
+
+Several nodes: the node that accepts a room's publisher owns the room's media
+(``livehub.media.ownership``); a WHEP or WHIP POST on another node is answered
+``307`` with the owner's absolute endpoint URL in ``Location``, after the token
+was checked. The client POSTs there again, with its ``Authorization``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound
+from livehub.media.ownership import MediaOwnership, Node
 from livehub.media.relay import RoomRelay
 from livehub.media.sdp import MAX_SDP_BYTES, BadSdp, parse_offer, parse_sdpfrag
 from livehub.media.sessions import MediaConfig, MediaSessions, Session
@@ -27,6 +34,7 @@ from livehub.signaling.auth import bearer_of
 from livehub.signaling.context import Services
 from livehub.signaling.live import LiveNamespace
 from livehub.signaling.replies import http_error
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger("livehub.whip")
 
@@ -63,10 +71,19 @@ class WhipEndpoints:
 
     cors: ClassVar[dict[str, str]] = CORS
 
-    def __init__(self, services: Services, live: LiveNamespace, config: MediaConfig) -> None:
+    def __init__(
+        self, services: Services, live: LiveNamespace, config: MediaConfig, node_id: str
+    ) -> None:
         self._s = services
         self._live = live
         self.sessions = MediaSessions(config, self._stream_ended)
+        me = Node(node_id, services.settings.base_url)
+        self.ownership = MediaOwnership(services.store, me, config.owner_ttl)
+        # Refreshing claims and giving them up take turns: a refresh that read the rooms
+        # here just before a room's media ended cannot then re-claim the room after it.
+        self._claims = asyncio.Lock()
+        # room -> the stream this node's media carries (checked against the shared room)
+        self._streams: dict[str, str] = {}
         # Media subscribers (recording, HLS): awaited with (room, stream id, relay) once a
         # publisher is live (again, if it came back), and with the room when its media ended.
         self.on_media_live: list[Callable[[str, str, RoomRelay], Awaitable[None]]] = []
@@ -91,34 +108,81 @@ class WhipEndpoints:
         return routes
 
     async def cleanup(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: the watchdog while serving, every peer closed after."""
-        watchdog = asyncio.create_task(self.sessions.run())
+        """aiohttp cleanup context: the watchdog and the ownership check while serving,
+        every peer closed (and every claim released) after."""
+        tasks = [asyncio.create_task(self.sessions.run()), asyncio.create_task(self._keep())]
         yield
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
+        await cancel_and_wait(tasks)
         await self.sessions.close_all()
+
+    async def stream_stopped(self, room_id: str, stream_id: str) -> None:
+        """A stream was stopped over REST (or its room closed): its media here ends now."""
+        if room_id in self.sessions.rooms():
+            await self._end_media(room_id)
+
+    async def _end_media(self, room_id: str) -> None:
+        # The claim goes first, so a publisher that sees its connection close may publish
+        # again on any node at once.
+        await _quietly(self._release(room_id), room_id)
+        await _quietly(self.sessions.stop_room(room_id, "system"), room_id)
+
+    async def _release(self, room_id: str) -> None:
+        async with self._claims:
+            await self.ownership.release(room_id)
+
+    async def _keep(self) -> None:
+        """Refresh this node's media claims; end media whose stream was stopped elsewhere."""
+        while True:
+            await asyncio.sleep(self.sessions.config.owner_check)
+            try:
+                async with self._claims:
+                    await self.ownership.keep(self.sessions.rooms())
+                for room_id, stream_id in list(self._streams.items()):
+                    if room_id not in self.sessions.rooms():
+                        self._streams.pop(room_id, None)  # ended without a stream end (aborted)
+                        continue
+                    stream = (await self._s.rooms.get(room_id)).stream
+                    if stream is None or stream.id != stream_id:
+                        log.info("room %s: stream %s was stopped elsewhere", room_id, stream_id)
+                        await self._end_media(room_id)
+            except Exception:  # the store is down, say: try again next time
+                log.exception("checking this node's media failed")
 
     # WHIP
 
     async def publish(self, request: web.Request) -> web.StreamResponse:
         room = await self._s.rooms.get_open(request.match_info["room"])
         actor = self._s.auth.require_staff(_bearer(request), room, host_only=True)
-        _require_type(request, SDP)
-        offer = parse_offer(await _read_capped(request), "publish")
-        session = await self.sessions.publish(room.id, actor, offer)
+        owner = await self.ownership.claim(room.id)
+        if owner is not None:
+            if self._shares_my_url(owner, room.id):
+                raise Conflict("publisher_exists", "Someone is already publishing to this room.")
+            return self._moved(owner, "whip", room.id)
+        try:
+            _require_type(request, SDP)
+            offer = parse_offer(await _read_capped(request), "publish")
+            session = await self.sessions.publish(room.id, actor, offer)
+        except BaseException:
+            await self._release_unless_here(room.id)
+            raise
         try:
             await self._go_live(room.id, actor)
         except BaseException:
             await self.sessions.abort(session)
+            await self._release_unless_here(room.id)
             raise
         await self._media_live(room.id)
         return self._created("whip", session)
+
+    async def _release_unless_here(self, room_id: str) -> None:
+        if room_id not in self.sessions.rooms():
+            await self._release(room_id)
 
     async def _media_live(self, room_id: str) -> None:
         relay = self.sessions.relay(room_id)
         room = await self._s.rooms.get(room_id)
         if relay is not None and room.stream is not None:
+            self._streams[room_id] = room.stream.id
             for hook in self.on_media_live:
                 await _quietly(hook(room_id, room.stream.id, relay), room_id)
 
@@ -137,6 +201,8 @@ class WhipEndpoints:
     async def _stream_ended(self, room_id: str, actor: str) -> None:
         if self.sessions.publisher(room_id) is not None:
             return  # a new publisher took the room over while the old one was ending
+        self._streams.pop(room_id, None)
+        await _quietly(self._release(room_id), room_id)
         for hook in self.on_media_ended:
             await _quietly(hook(room_id), room_id)
         current = (await self._s.rooms.get(room_id)).stream
@@ -153,7 +219,11 @@ class WhipEndpoints:
 
     async def play(self, request: web.Request) -> web.StreamResponse:
         room = await self._s.rooms.get_open(request.match_info["room"])
-        owner = await self._viewer(request, room.id)
+        owner = await self._viewer(request, room.id)  # the token first: never redirect without
+        if room.id not in self.sessions.rooms():
+            elsewhere = await self.ownership.elsewhere(room.id)
+            if elsewhere is not None and not self._shares_my_url(elsewhere, room.id):
+                return self._moved(elsewhere, "whep", room.id)
         if not room.live:
             raise Conflict("not_live", "The room is not live.")
         _require_type(request, SDP)
@@ -212,6 +282,20 @@ class WhipEndpoints:
 
     # responses
 
+    def _shares_my_url(self, owner: Node, room_id: str) -> bool:
+        """Nodes that advertise one URL cannot be told apart by a client: no redirect then."""
+        if owner.url != self.ownership.me.url:
+            return False
+        log.warning("room %s: node %s has the media and this node's URL", room_id, owner.id)
+        return True
+
+    def _moved(self, owner: Node, direction: Direction, room_id: str) -> web.Response:
+        """307 to the node that owns the room's media (RFC 9725 section 4.5)."""
+        location = f"{owner.url}/{direction}/{quote(room_id, safe='')}"
+        log.info("room %s: %s sent to %s", room_id, direction, owner.url)
+        headers = {**CORS, "Location": location, "Cache-Control": "no-store"}
+        return web.Response(status=307, headers=headers)
+
     def _created(self, direction: Direction, session: Session) -> web.Response:
         response = web.Response(
             status=201,
@@ -268,7 +352,7 @@ class WhipEndpoints:
         return guarded
 
 
-async def _quietly(hook: Awaitable[None], room_id: str) -> None:
+async def _quietly(hook: Awaitable[object], room_id: str) -> None:
     """A media subscriber that fails must not fail publishing or ending the stream."""
     try:
         await hook

@@ -46,6 +46,7 @@ from support import (
 
 from livehub import settings
 from livehub.media.forwarding import is_forwarding
+from livehub.media.ownership import owner_key
 from livehub.media.relay import RoomRelay
 from livehub.media.sessions import MediaSessions
 from livehub.rooms import tokens
@@ -537,6 +538,50 @@ async def test_deleting_the_publisher_ends_the_stream_now(
     assert not (await room_view(media_server, rid))["live"]
     assert media(media_server).sessions(rid) == []
     assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
+    assert await media_server.services.store.get(owner_key(rid)) is None
+
+
+async def test_stopping_the_stream_over_rest_disconnects_the_publisher(
+    media_server: Server, clients: Clients, room: dict[str, Any]
+) -> None:
+    rid, host = room["room"]["id"], room["host_token"]
+    publisher = await clients.publish(rid, host, audio=False)
+    viewer = await clients.watch(rid, media_server.token(rid), audio=False)
+    await until(lambda: len(viewer.video) >= 3, 10, "frames")
+    assert await media_server.services.store.get(owner_key(rid)) is not None, "this node owns it"
+    status, stopped = await media_server.api(
+        "DELETE", f"/api/rooms/{rid}/streams/current", token=host
+    )
+    assert status == 200 and stopped["ended_at"] is not None
+    # By the time the stop answers, the server has let go of every peer of the room.
+    assert media(media_server).sessions(rid) == [] and media(media_server).relay(rid) is None
+    assert await media_server.services.store.get(owner_key(rid)) is None
+    await until(
+        lambda: publisher.pc.connectionState in ("closed", "failed"), 5, "the publisher cut off"
+    )
+    await until(lambda: viewer.pc.connectionState in ("closed", "failed"), 5, "the viewer cut off")
+    assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
+    # The host can go live again at once, as a new stream.
+    again = await clients.publish(rid, host, audio=False)
+    view = await room_view(media_server, rid)
+    assert view["live"] and view["stream_id"] != stopped["id"]
+    watcher = await clients.watch(rid, media_server.token(rid), audio=False)
+    await until(lambda: len(watcher.video) >= 3, 10, "the new stream's frames")
+    assert again.pc.connectionState == "connected"
+
+
+async def test_closing_the_room_disconnects_the_publisher(
+    media_server: Server, clients: Clients, room: dict[str, Any]
+) -> None:
+    rid = room["room"]["id"]
+    publisher = await clients.publish(rid, room["host_token"], audio=False)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    status, _ = await media_server.api("DELETE", f"/api/rooms/{rid}")
+    assert status == 200
+    assert media(media_server).sessions(rid) == []
+    await until(
+        lambda: publisher.pc.connectionState in ("closed", "failed"), 5, "the publisher cut off"
+    )
 
 
 class StunResponder(asyncio.DatagramProtocol):

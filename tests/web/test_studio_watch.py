@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, Response, async_playwright, expect
-from support import Server, make_settings, start_server, stop_server
+from support import Server, free_port, make_settings, start_server, stop_server
 
 if TYPE_CHECKING:  # the fixture's class; not imported at run time (two conftest modules)
     from conftest import Web
@@ -37,13 +37,17 @@ MEDIA_ARGS = [
 ]
 
 
-def web_launch_args() -> list[str]:
-    """LAUNCH_ARGS of tests/web/conftest.py (loaded by pytest before this module)."""
+def web_conftest() -> Any:
+    """tests/web/conftest.py as pytest loaded it (before this module)."""
     path = str(Path(__file__).with_name("conftest.py"))
     for module in list(sys.modules.values()):
         if getattr(module, "__file__", None) == path and hasattr(module, "LAUNCH_ARGS"):
-            return list(module.LAUNCH_ARGS)
+            return module
     raise AssertionError("tests/web/conftest.py is not loaded")
+
+
+def web_launch_args() -> list[str]:
+    return list(web_conftest().LAUNCH_ARGS)
 
 
 def non_loopback_ip() -> str | None:
@@ -406,3 +410,64 @@ async def test_pages_and_vendor_files_are_served(web: Web) -> None:
             assert resp.status == 200, path
             assert resp.content_type in (kind, "application/javascript"), (path, resp.content_type)
             assert "Content-Security-Policy" in resp.headers
+
+
+async def test_a_viewer_on_another_node_plays_the_studio_through_the_redirect(
+    browser: Browser, redis_url: str, tmp_path: Path
+) -> None:
+    """Two nodes on one Redis: the studio publishes to A; a watch page loaded from B
+    posts its WHEP offer to B, follows the 307 to A (the browser drops the token on
+    the way, so media.js sends it again) and plays A's media."""
+    if non_loopback_ip() is None:
+        pytest.skip("no non-loopback IPv4 address: Chromium cannot reach aiortc over loopback")
+    ports = [free_port(), free_port()]
+    origins = tuple(f"http://127.0.0.1:{port}" for port in ports)
+    nodes = [
+        await start_server(
+            make_settings(
+                tmp_path / "data",
+                port=port,
+                host="0.0.0.0",
+                public_url=origin,
+                allowed_origins=origins,
+                redis_url=redis_url,
+            )
+        )
+        for port, origin in zip(ports, origins, strict=True)
+    ]
+    a, b = (web_conftest().Web(node, browser) for node in nodes)
+    try:
+        created = await nodes[0].create_room()
+        room = created["room"]["id"]
+        studio = await open_studio(a, room, created["host_token"])
+        await studio.locator("#go-live").click()
+        await expect(studio.locator("#publish-state")).to_have_attribute(
+            "data-state", "live", timeout=WAIT_MS
+        )
+
+        viewer = await b.page("viewer on B")
+        redirects: list[str] = []
+        viewer.on(
+            "response",
+            lambda r: redirects.append(r.headers.get("location", "")) if r.status == 307 else None,
+        )
+        await b.join(viewer, room, "Vic")
+        await expect(viewer.locator("#stage")).to_have_attribute(
+            "data-playback", "webrtc", timeout=WAIT_MS
+        )
+        first = await wait_for_frames(viewer)
+        assert first["width"] > 0, first
+        assert redirects == [f"{origins[0]}/whep/{room}"]
+        session = await viewer.evaluate("window.livehub.player.session.sessionUrl")
+        assert session.startswith(f"{origins[0]}/whep/{room}/"), session
+        await studio.locator("#stop-live").click()
+        await expect(viewer.locator("#live-badge")).to_have_attribute(
+            "data-live", "off", timeout=WAIT_MS
+        )
+        for web in (a, b):
+            await web.check_clean(allow_console=("status of 401", "status of 404"))
+    finally:
+        for web in (a, b):
+            await web.close()
+        for node in nodes:
+            await stop_server(node)

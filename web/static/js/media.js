@@ -109,10 +109,9 @@ async function errorFrom(res) {
   return new MediaError(`http_${res.status}`, res.statusText || 'HTTP error', res.status);
 }
 
-async function postOffer(url, token, sdp) {
-  let res;
+async function sendOffer(url, token, sdp) {
   try {
-    res = await fetch(url, {
+    return await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': SDP, Authorization: `Bearer ${token}` },
       body: sdp,
@@ -121,6 +120,16 @@ async function postOffer(url, token, sdp) {
     });
   } catch (e) {
     throw new MediaError('network', String((e && e.message) || e));
+  }
+}
+
+async function postOffer(url, token, sdp) {
+  let res = await sendOffer(url, token, sdp);
+  if (res.redirected && res.status === 401) {
+    // A node without the room's media redirects (307) to the node that has it;
+    // the browser drops the Authorization header when that is another origin,
+    // so send the offer there again, with the token.
+    res = await sendOffer(res.url, token, sdp);
   }
   if (res.status !== 201) throw await errorFrom(res);
   const location = res.headers.get('Location');
