@@ -14,6 +14,7 @@ from aiohttp import web
 
 from livehub import keys
 from livehub.interactions.batcher import Batcher
+from livehub.interactions.cap_share import CapShares
 from livehub.interactions.chat import ChatService
 from livehub.interactions.draws import DrawService
 from livehub.interactions.likes import Likes
@@ -116,19 +117,21 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
 async def create_app(settings: Settings) -> web.Application:
     services, startup = await build_services(settings)
     sio = build_server(settings)
+    node_id = secrets.token_hex(4)  # this run of this node (health, media, cap shares)
+    tick = settings.tick_ms / 1000
     fanout = Fanout(
         sio,
-        Batcher(settings.tick_ms / 1000),
+        Batcher(tick),
         services.rooms,
         services.presence,
         services.counters,
-        settings.tick_ms / 1000,
+        tick,
         services.log,
+        CapShares(services.store, node_id, tick) if settings.redis_url else None,
     )
     live = LiveNamespace(services, fanout)
     ChatEvents(services, live)
     ModerationEvents(services, live)
-    node_id = secrets.token_hex(4)  # this run of this node (health, media ownership)
     media = WhipEndpoints(
         services,
         live,

@@ -27,15 +27,31 @@ class Batch(msgspec.Struct, frozen=True):
 STATS_EVERY_SECONDS = 1.0
 
 
-class _Pending:
-    __slots__ = ("budget", "deleted", "messages", "quiet_ticks", "stats_changed")
+#: the smallest cap a share leaves a node (a cap of 0 would mean unlimited)
+MIN_SHARED_CAP = 0.1
 
-    def __init__(self, budget: TickBudget, quiet_ticks: int) -> None:
+
+class _Pending:
+    __slots__ = (
+        "budget",
+        "cap",
+        "deleted",
+        "demand",
+        "messages",
+        "quiet_ticks",
+        "share",
+        "stats_changed",
+    )
+
+    def __init__(self, cap: int, budget: TickBudget, quiet_ticks: int) -> None:
         self.messages: list[ChatMessage] = []
         self.deleted: list[int] = []
         self.stats_changed = False
         self.quiet_ticks = quiet_ticks  # a new room's first change goes out at once
+        self.cap = cap
+        self.share = 1.0
         self.budget = budget
+        self.demand = 0  # messages that could be sampled away, since demand() last ran
 
     @property
     def has_news(self) -> bool:
@@ -59,15 +75,43 @@ class Batcher:
 
     def _room(self, room: str, cap: int) -> _Pending:
         pending = self._rooms.get(room)
-        if pending is None or pending.budget.max_per_second != cap:
+        if pending is None:
             budget = TickBudget(cap, self._tick)
-            if pending is None:
-                pending = self._rooms[room] = _Pending(budget, self._stats_every)
-            pending.budget = budget
+            pending = self._rooms[room] = _Pending(cap, budget, self._stats_every)
+        elif pending.cap != cap:
+            pending.cap = cap
+            pending.budget = self._budget(cap, pending.share)
         return pending
 
+    def _budget(self, cap: int, share: float) -> TickBudget:
+        if cap == 0 or share >= 1.0:
+            return TickBudget(cap, self._tick)
+        return TickBudget(max(MIN_SHARED_CAP, cap * share), self._tick)
+
     def add_message(self, room: str, cap: int, message: ChatMessage) -> None:
-        self._room(room, cap).messages.append(message)
+        pending = self._room(room, cap)
+        pending.messages.append(message)
+        if not _is_priority(message):
+            pending.demand += 1
+
+    def set_share(self, room: str, share: float) -> None:
+        """This node's share (0-1] of the room's cap, when several nodes fan the room
+        out (each samples only the messages it accepted; together they keep the cap)."""
+        pending = self._rooms.get(room)
+        if pending is None or pending.share == share:
+            return
+        pending.share = share
+        pending.budget = self._budget(pending.cap, share)
+
+    def demand(self) -> dict[str, int]:
+        """For each capped room, the messages that could be sampled away added since
+        the last call; the counts restart."""
+        counts = {}
+        for room, pending in self._rooms.items():
+            if pending.cap:
+                counts[room] = pending.demand
+                pending.demand = 0
+        return counts
 
     def add_deleted(self, room: str, cap: int, message_id: int) -> None:
         self._room(room, cap).deleted.append(message_id)

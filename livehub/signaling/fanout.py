@@ -11,6 +11,7 @@ import socketio
 
 from livehub.errors import LivehubError
 from livehub.interactions.batcher import Batch, Batcher
+from livehub.interactions.cap_share import CapShares
 from livehub.interactions.messages import ChatMessage
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog, NewEvent
@@ -44,6 +45,7 @@ class Fanout:
         counters: Counters,
         tick_seconds: float,
         log_: EventLog | None = None,
+        shares: CapShares | None = None,
     ) -> None:
         self._sio = sio
         self._batcher = batcher
@@ -52,6 +54,7 @@ class Fanout:
         self._counters = counters
         self._tick = tick_seconds
         self._log = log_
+        self._shares = shares  # several nodes: each takes its share of a room's cap
         self._logging: set[asyncio.Task[None]] = set()
 
     def message(self, room: Room, message: ChatMessage) -> None:
@@ -65,6 +68,8 @@ class Fanout:
 
     def forget(self, room_id: str) -> None:
         self._batcher.forget(room_id)
+        if self._shares is not None:
+            self._shares.forget(room_id)
 
     async def emit(self, event: str, data: Any, channel: str) -> None:
         await self._sio.emit(event, data, room=channel, namespace=NAMESPACE)
@@ -75,6 +80,7 @@ class Fanout:
         while True:
             next_tick += self._tick
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            await self._share_caps()
             for batch in self._batcher.drain():
                 try:
                     await self._send(batch)
@@ -83,6 +89,17 @@ class Fanout:
                     self._batcher.forget(batch.room)
             if loop.time() > next_tick + self._tick:  # fell behind: do not burst to catch up
                 next_tick = loop.time()
+
+    async def _share_caps(self) -> None:
+        if self._shares is None:
+            return
+        try:
+            shares = await self._shares.update(self._batcher.demand())
+        except Exception:  # the store is unreachable: keep the last shares this tick
+            log.exception("sharing room caps between nodes failed")
+            return
+        for room, share in shares.items():
+            self._batcher.set_share(room, share)
 
     async def _send(self, batch: Batch) -> None:
         room = await self._rooms.get(batch.room)

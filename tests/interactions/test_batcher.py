@@ -206,3 +206,38 @@ def test_messages_go_out_every_tick_and_reset_the_totals_clock() -> None:
         assert len(batcher.drain()) == 1
     batcher.touch("busy", UNLIMITED)
     assert batcher.drain() == []
+
+
+def kept_over(batcher: Batcher, room: str, cap: int, ticks: int, per_tick: int) -> int:
+    kept = 0
+    for tick in range(ticks):
+        for n in range(per_tick):
+            batcher.add_message(room, cap, msg(f"v_{tick}_{n}"))
+        kept += sum(len(b.messages) for b in batcher.drain())
+    return kept
+
+
+def test_a_share_of_the_cap_scales_what_goes_out(batcher: Batcher) -> None:
+    assert kept_over(batcher, "r", 20, 10, 10) == 20  # one second at the whole cap
+    batcher.set_share("r", 0.25)
+    assert kept_over(batcher, "r", 20, 10, 10) == 5
+    batcher.set_share("r", 1.0)
+    assert kept_over(batcher, "r", 20, 10, 10) == 20
+
+
+def test_a_tiny_share_never_means_unlimited(batcher: Batcher) -> None:
+    batcher.add_message("r", 20, msg())
+    batcher.set_share("r", 0.0)
+    assert kept_over(batcher, "r", 20, 10, 10) <= 1
+    batcher.add_message("u", UNLIMITED, msg())
+    batcher.set_share("u", 0.1)  # an unlimited room stays unlimited
+    assert kept_over(batcher, "u", UNLIMITED, 2, 10) == 21
+
+
+def test_demand_counts_what_could_be_sampled_in_capped_rooms(batcher: Batcher) -> None:
+    for _ in range(3):
+        batcher.add_message("hot", 5, msg())
+    batcher.add_message("hot", 5, msg("v_host", role="host"))  # staff is never sampled
+    batcher.add_message("free", UNLIMITED, msg())
+    assert batcher.demand() == {"hot": 3}
+    assert batcher.demand() == {"hot": 0}  # counts restart

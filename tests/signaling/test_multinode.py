@@ -160,3 +160,49 @@ async def test_a_ban_on_one_node_disconnects_the_viewer_on_every_node(
     # Everyone else stays.
     assert eve.sio.connected and mod_a.sio.connected
     assert (await eve.chat("still here"))["ok"] is True
+
+
+async def test_a_hot_room_keeps_one_cap_across_both_nodes(
+    two_nodes: TwoNodes, node_clients: NodeClients
+) -> None:
+    """Each node samples what it accepted; together they keep the room's cap instead
+    of each sending a viewer up to the whole cap."""
+    a, b = two_nodes
+    cap, window = 10, 2.0
+    settings = {**ROOM_SETTINGS, "max_danmaku_per_second": cap}
+    await create_room(a.url, "hot", "Hot", settings=settings)
+    watchers = [
+        await node_clients.connect(node, "hot", mint_token("hot", "viewer", "W", f"v_w{i}"))
+        for i, node in enumerate((a, b))
+    ]
+    senders = [
+        await node_clients.connect(node, "hot", mint_token("hot", "viewer", f"S{i}", f"v_s{i}"))
+        for i, node in enumerate([a, b] * 6)
+    ]
+    sending = True
+
+    async def flood(sender: Any, tag: int) -> None:
+        n = 0
+        while sending:
+            ack = await sender.chat(f"{tag}-{n}")
+            assert ack["ok"], ack
+            n += 1
+
+    floods = [asyncio.create_task(flood(s, i)) for i, s in enumerate(senders)]
+    try:
+        await asyncio.sleep(1.5)  # demand is measured over a second; let the shares settle
+        before = [len(w.messages()) for w in watchers]
+        dropped_before = [sum(x["dropped"] for x in w.events["batch"]) for w in watchers]
+        await asyncio.sleep(window)
+        got = [len(w.messages()) - n for w, n in zip(watchers, before, strict=True)]
+        dropped = [
+            sum(x["dropped"] for x in w.events["batch"]) - n
+            for w, n in zip(watchers, dropped_before, strict=True)
+        ]
+    finally:
+        sending = False
+        await asyncio.gather(*floods)
+    for seen, lost in zip(got, dropped, strict=True):
+        assert lost > seen, (got, dropped)  # the room really was hot
+        # one cap for the room (with a tick of slack), not one per node
+        assert cap * window * 0.4 <= seen <= cap * window * 1.3, (got, dropped)
