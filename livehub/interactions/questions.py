@@ -8,7 +8,8 @@ Asking
     room's visible unanswered questions are searched for close ones
     (:mod:`livehub.interactions.similarity`); if some are found the asker is
     offered them instead (upvote one, or ask again with ``force``). A viewer may
-    ask one question per :data:`ASK_INTERVAL_SECONDS`; the staff are exempt from
+    ask one question per the room's ``question_interval_seconds`` (60 by default,
+    0 for no limit); the staff are exempt from
     the rules, the limit and the approval queue. A question's id is the id of its
     ``qa.asked``/``qa.held`` event, which carries the client id (``qa:<id>``), so a
     retry returns the first question instead of asking twice.
@@ -54,7 +55,6 @@ from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
 
 MAX_QUESTION_CHARS: Final = 300
-ASK_INTERVAL_SECONDS: Final = 60.0
 MAX_QUESTIONS_PER_ROOM: Final = 5000
 MAX_SIMILAR: Final = 3
 # How long a request waits for another request with the same client id (a retry
@@ -237,13 +237,14 @@ class QuestionService:
         await self._moderation.ensure_may_post(room, who)
 
     async def _rate_limit(self, room: Room, who: Principal) -> None:
+        interval = room.settings.question_interval_seconds
+        if interval == 0:
+            return
         wait = await self._store.take_token(
-            _rate_key(room.id, who.viewer_id), 1.0 / ASK_INTERVAL_SECONDS, 1.0, self._clock()
+            _rate_key(room.id, who.viewer_id), 1.0 / interval, 1.0, self._clock()
         )
         if wait:
-            raise RateLimited(
-                f"One question per {ASK_INTERVAL_SECONDS:g} seconds; wait a moment.", wait
-            )
+            raise RateLimited(f"One question per {interval} seconds; wait a moment.", wait)
 
     async def _earlier(self, room: Room, who: Principal, client_id: str) -> QuestionState | None:
         event = await self._log.find(room.id, who.viewer_id, _log_client_id(client_id))

@@ -30,6 +30,7 @@ class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_message_chars: int = 200
     chat_rate_per_second: float = 1.5
     chat_burst: int = 5
+    question_interval_seconds: int = 60  # one question per viewer per this; 0: no limit
 
     def validate(self) -> None:
         from livehub.errors import ProtocolError
@@ -40,6 +41,10 @@ class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             (1 <= self.max_message_chars <= 500, "max_message_chars must be 1-500"),
             (0.01 <= self.chat_rate_per_second <= 100, "chat_rate_per_second must be 0.01-100"),
             (1 <= self.chat_burst <= 1000, "chat_burst must be 1-1000"),
+            (
+                0 <= self.question_interval_seconds <= 3600,
+                "question_interval_seconds must be 0-3600",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -10,7 +10,6 @@ import pytest
 
 from livehub.errors import LivehubError, RateLimited
 from livehub.interactions.questions import (
-    ASK_INTERVAL_SECONDS,
     MAX_QUESTION_CHARS,
     AskResult,
     QuestionService,
@@ -18,11 +17,14 @@ from livehub.interactions.questions import (
     question_view,
 )
 from livehub.rooms.eventlog import Event
-from livehub.rooms.models import Principal, Room
+from livehub.rooms.models import Principal, Room, RoomSettings
 
 from .domain import ANN, BOB, CAT, HOST, MOD, Domain
 
 _ids = itertools.count()
+
+
+DEFAULT_INTERVAL = RoomSettings().question_interval_seconds
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Env(Domain):
         """Ask and expect a recorded question; moves the clock past the rate limit."""
         result = await self.ask(who, text, **kw)  # type: ignore[arg-type]
         assert result.question is not None, result
-        self.clock.advance(ASK_INTERVAL_SECONDS)
+        self.clock.advance(DEFAULT_INTERVAL)
         return result.question
 
     async def refused(self, action: str, who: Principal, *args: object, **kw: object) -> str:
@@ -141,15 +143,31 @@ async def test_one_question_per_minute_per_viewer_on_the_injected_clock(env: Env
     with pytest.raises(RateLimited) as caught:
         await env.ask(ANN, "When does the course start?")
     assert caught.value.code == "rate_limited"
-    assert caught.value.retry_after == pytest.approx(ASK_INTERVAL_SECONDS - 20)
+    assert caught.value.retry_after == pytest.approx(DEFAULT_INTERVAL - 20)
     assert caught.value.details == {"retry_after": pytest.approx(40.0)}
     assert len(await env.events()) == 1
 
     # another viewer is not limited by Ann's question
     assert (await env.ask(BOB, "Is there a replay?")).question is not None
-    env.clock.advance(ASK_INTERVAL_SECONDS - 20)
+    env.clock.advance(DEFAULT_INTERVAL - 20)
     assert (await env.ask(ANN, "When does the course start?")).question is not None
     assert await env.counter(ANN, "questions") == 2
+
+
+async def test_the_question_interval_is_a_room_setting(env: Env) -> None:
+    room = await env.room()
+    await env.rooms.update(room.id, "admin", settings={"question_interval_seconds": 10})
+    assert (await env.ask(ANN, "What is the price?")).question is not None
+    env.clock.advance(5)
+    with pytest.raises(RateLimited) as caught:
+        await env.ask(ANN, "When does the course start?")
+    assert caught.value.retry_after == pytest.approx(5)
+    env.clock.advance(5)
+    assert (await env.ask(ANN, "When does the course start?")).question is not None
+
+    await env.rooms.update(room.id, "admin", settings={"question_interval_seconds": 0})
+    for text in ("Is there a replay?", "Where are the slides?", "Any homework?"):
+        assert (await env.ask(ANN, text)).question is not None  # no limit at all
 
 
 async def test_staff_are_not_rate_limited(env: Env) -> None:

@@ -156,6 +156,8 @@ async def test_patch_room_validates_settings(memory_server: Server) -> None:
         {"max_message_chars": 0},
         {"slow_mode_seconds": "ten"},
         {"no_such_setting": 1},
+        {"question_interval_seconds": 3601},
+        {"chat_burst": 0},
     ):
         status, error = await srv.api("PATCH", path, json={"settings": settings})
         assert (status, error["code"]) == (400, "bad_settings"), settings
