@@ -135,7 +135,12 @@ async def create_app(settings: Settings) -> web.Application:
     media = WhipEndpoints(
         services,
         live,
-        MediaConfig.build(settings.ice_servers, settings.extra.get("media")),
+        MediaConfig.build(
+            settings.ice_servers,
+            settings.extra.get("media"),
+            settings.turn_secret,
+            settings.turn_ttl,
+        ),
         node_id,
     )
     questions = QuestionEvents(

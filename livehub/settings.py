@@ -18,11 +18,13 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path("./livehub-data")
     redis_url: str | None = None
-    secret: str | None = None
-    admin_key: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
     ice_servers: tuple[str, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl: int = 24 * 3600
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tick_ms: int = 100
@@ -81,6 +83,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (LIVEHUB_ICE_SERVERS)",
     )
     parser.add_argument(
+        "--turn-secret",
+        help="shared secret of a TURN server in use-auth-secret mode (coturn): TURN URLs"
+        " get time-limited credentials (LIVEHUB_TURN_SECRET; prefer the variable, flags"
+        " show in ps)",
+    )
+    parser.add_argument(
+        "--turn-ttl",
+        help="seconds a TURN credential stays valid, default 86400 (LIVEHUB_TURN_TTL)",
+    )
+    parser.add_argument(
         "--tls-cert",
         help="serve HTTPS with this PEM certificate (chain); needs --tls-key (LIVEHUB_TLS_CERT)",
     )
@@ -118,6 +130,12 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "retention_days" and value < 0:
             raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
+    if name == "turn_ttl":
+        return _turn_ttl(raw)
+    if name == "turn_secret":
+        if not str(raw).strip():
+            raise ValueError("the TURN secret is empty")
+        return str(raw)
     if name == "public_url":
         url = str(raw).strip().rstrip("/")
         if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
@@ -153,6 +171,20 @@ def _ice_servers(raw: Any) -> tuple[str, ...]:
     return urls
 
 
+TURN_TTL_RANGE = (60, 30 * 24 * 3600)
+
+
+def _turn_ttl(raw: Any) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    low, high = TURN_TTL_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"a TURN credential lifetime must be {low}-{high} seconds, not {value}")
+    return value
+
+
 def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
     """Flags win over environment, environment over defaults.
 
@@ -177,5 +209,11 @@ def load(args: argparse.Namespace | None = None, env: dict[str, str] | None = No
         raise ValueError(
             "--tls-cert and --tls-key (LIVEHUB_TLS_CERT, LIVEHUB_TLS_KEY) go together: "
             "give both or neither"
+        )
+    if "turn_secret" in values and not any(
+        url.startswith(("turn:", "turns:")) for url in values.get("ice_servers", ())
+    ):
+        raise ValueError(
+            "--turn-secret (LIVEHUB_TURN_SECRET) needs a turn: or turns: URL in --ice-server"
         )
     return Settings(**values)

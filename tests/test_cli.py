@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 from processes import (
     REPO_ROOT,
     NodeClients,
@@ -25,6 +26,7 @@ from processes import (
     run_livehub_async,
 )
 from support import ADMIN_KEY, SECRET, LiveClient, Refused, free_port, wait_disconnected
+from turn_server import start_turn
 
 from livehub import cli
 from livehub.errors import Forbidden
@@ -36,6 +38,7 @@ VIEWER_ONLY = frozenset({"viewer"})
 LINK = re.compile(r"^\s+(viewer|moderator|host):\s+(\S+)\s*$")
 ADMIN_LINE = re.compile(r"^admin key \(shown once; kept in (.+)\): (\S+)$")
 ROOM_KEY = "room-key-0123456789abcdef0123456789abcdef"
+TURN_SECRET = "turn-secret-0123456789abcdef0123456789"
 
 
 def serve_bare(procs: ProcessGroup, data: Path, *extra: str) -> ServerProcess:
@@ -174,6 +177,50 @@ async def test_tokens_stay_out_of_the_logs(
         signature = secret_token.rsplit(".", 1)[1]
         assert signature not in output, f"a token reached the log:\n{output}"
     assert secret not in output
+
+
+async def test_the_turn_secret_and_credentials_stay_out_of_the_logs(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    turn = start_turn(tmp_path / "turn", TURN_SECRET)
+    try:
+        port = free_port()
+        data = tmp_path / "data"
+        args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
+        server = procs.launch(
+            [*args, "--ice-server", turn.url, "--log-level", "DEBUG", "--admin-key", ADMIN_KEY],
+            port=port,
+            data_dir=data,
+            env={"LIVEHUB_TURN_SECRET": TURN_SECRET},
+        )
+        server.wait_healthy()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            pc.addTransceiver("video", direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {ADMIN_KEY}"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{server.url}/whip/demo", data=pc.localDescription.sdp, headers=headers
+                ) as reply,
+            ):
+                assert reply.status == 201, await reply.text()
+                links = reply.headers.getall("Link")
+                answer = await reply.text()
+        finally:
+            await pc.close()
+        assert server.stop() == 0
+    finally:
+        turn.stop()
+
+    (link,) = links
+    credential = re.search(r'credential="([^"]+)"', link)
+    assert credential, link
+    assert "typ relay" in answer, "the server allocated a relay: its TURN traffic was logged"
+    output = server.stdout() + server.stderr()
+    assert "TURN allocation created" in output, output
+    assert TURN_SECRET not in output and credential[1] not in output, output
 
 
 async def test_token_command_mints_verifiable_tokens() -> None:
@@ -328,6 +375,14 @@ INVALID = [
     (["token", "--room", "r"], {}, "--name"),
     (["token", "--room", "r", "--name", "n", "--role", "admin"], {}, "invalid choice"),
     (["token", "--room", "r", "--name", "n", "--ttl", "soon"], {}, "invalid int value"),
+    (["serve", "--turn-ttl", "soon"], {}, "--turn-ttl: 'soon' is not a number of seconds"),
+    (["serve"], {"LIVEHUB_TURN_TTL": "5"}, "LIVEHUB_TURN_TTL: a TURN credential lifetime"),
+    (["serve", "--turn-secret", "s3cret-turn"], {}, "needs a turn: or turns: URL"),
+    (
+        ["serve", "--ice-server", "turn:t.example"],
+        {"LIVEHUB_TURN_SECRET": " "},
+        "LIVEHUB_TURN_SECRET: the TURN secret is empty",
+    ),
 ]
 # These run as real processes too; the rest only through main().
 AS_PROCESSES = [2, 6, 7]
@@ -362,6 +417,8 @@ def test_invalid_arguments_are_usage_errors(
         code = exited.value.code if isinstance(exited.value.code, int) else 1
         if why := usage_error(code, stderr, complaint):
             failures.append(f"{args} {env}: {why}\n{stderr}")
+        elif "s3cret-turn" in stderr:
+            failures.append(f"{args} {env}: the TURN secret was echoed\n{stderr}")
     assert not failures, "\n\n".join(failures)
     assert served == []
 

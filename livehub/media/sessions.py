@@ -38,7 +38,7 @@ from aiortc.exceptions import OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from livehub.errors import Conflict, ProtocolError, UserError
-from livehub.media import forwarding
+from livehub.media import forwarding, turn
 from livehub.media.relay import EncodedFrame, Kind, RelayConfig, RoomRelay, Subscription
 from livehub.media.sdp import (
     BadSdp,
@@ -55,12 +55,16 @@ from livehub.media.sdp import (
 log = logging.getLogger("livehub.media")
 
 Role = Literal["publisher", "viewer"]
+SERVER_USER = "livehub"  # whose TURN credential the server's own peer connections use
 StreamEnd = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class MediaConfig:
     ice_servers: tuple[str, ...] = ()
+    # TURN REST API (livehub.media.turn): TURN URLs get credentials minted per user.
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl: int = turn.DEFAULT_TTL
     publisher_grace: float = 5.0
     peer_timeout: float = 10.0
     connect_timeout: float = 20.0
@@ -73,18 +77,36 @@ class MediaConfig:
     relay: RelayConfig = field(default_factory=RelayConfig)
 
     @classmethod
-    def build(cls, ice_servers: tuple[str, ...], overrides: dict[str, Any] | None) -> MediaConfig:
-        """From the settings' ICE servers and optional overrides (``Settings.extra['media']``)."""
+    def build(
+        cls,
+        ice_servers: tuple[str, ...],
+        overrides: dict[str, Any] | None,
+        turn_secret: str | None = None,
+        turn_ttl: int = turn.DEFAULT_TTL,
+    ) -> MediaConfig:
+        """From the settings' ICE servers and TURN secret, and optional overrides
+        (``Settings.extra['media']``)."""
         values = dict(overrides or {})
         relay = values.pop("relay", None)
-        config = cls(ice_servers=ice_servers, **values)
+        config = cls(ice_servers=ice_servers, turn_secret=turn_secret, turn_ttl=turn_ttl, **values)
         if relay is not None:
             config = cls(**{**config.__dict__, "relay": RelayConfig(**relay)})
         return config
 
+    def ice_servers_for(self, user: str, now: float | None = None) -> list[turn.IceServer]:
+        """The ICE servers ``user`` may use, TURN credentials included (now: unix seconds)."""
+        when = time.time() if now is None else now
+        return turn.ice_servers(self.ice_servers, self.turn_secret, user, when, self.turn_ttl)
+
     def rtc_configuration(self) -> RTCConfiguration:
         # Always explicit: without iceServers aiortc would contact a public STUN server.
-        return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self.ice_servers])
+        servers = [
+            RTCIceServer(urls=s.url)
+            if s.turn is None
+            else RTCIceServer(urls=s.url, username=s.turn.username, credential=s.turn.credential)
+            for s in self.ice_servers_for(SERVER_USER)
+        ]
+        return RTCConfiguration(iceServers=servers)
 
 
 class Session:

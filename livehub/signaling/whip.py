@@ -308,8 +308,9 @@ class WhipEndpoints:
                 "Accept-Patch": SDPFRAG,
             },
         )
-        for url in self.sessions.config.ice_servers:
-            response.headers.add("Link", f'<{url}>; rel="ice-server"')
+        # TURN credentials are the session owner's: per user, and only with a token.
+        for server in self.sessions.config.ice_servers_for(session.owner):
+            response.headers.add("Link", server.link())
         return response
 
     @staticmethod

@@ -53,19 +53,21 @@ export function canPlayWebRTC() {
 
 /**
  * ICE servers from `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6), with
- * optional username / credential attributes. fetch() joins repeated headers with ", ".
+ * optional username / credential attributes (quoted strings may hold \-escapes).
+ * fetch() joins repeated headers with ", ".
  */
 export function iceServersFromLinks(header) {
   const servers = [];
   if (!header) return servers;
-  const re = /<([^>]*)>((?:\s*;\s*[\w-]+(?:\s*=\s*(?:"[^"]*"|[^;,]*))?)*)/g;
+  const re = /<([^>]*)>((?:\s*;\s*[\w-]+(?:\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;,]*))?)*)/g;
   let m;
   while ((m = re.exec(header)) !== null) {
     const params = {};
-    const pre = /;\s*([\w-]+)(?:\s*=\s*(?:"([^"]*)"|([^;,]*)))?/g;
+    const pre = /;\s*([\w-]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,]*)))?/g;
     let p;
     while ((p = pre.exec(m[2])) !== null) {
-      params[p[1].toLowerCase()] = (p[2] !== undefined ? p[2] : (p[3] || '')).trim();
+      const value = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] || '').trim();
+      params[p[1].toLowerCase()] = value;
     }
     if (params.rel !== 'ice-server' || !/^(stuns?|turns?):/.test(m[1])) continue;
     const server = { urls: m[1] };
@@ -76,13 +78,33 @@ export function iceServersFromLinks(header) {
   return servers;
 }
 
-function cachedIceServers() {
+// TURN credentials from the server are time-limited ("<unix expiry>:<user>" usernames,
+// docs/deploy.md). A cached one that is about to expire is dropped rather than offered
+// to the TURN server: the next answer brings fresh ones.
+const CREDENTIAL_MARGIN_S = 60;
+
+function credentialExpired(server, nowS) {
+  const m = /^(\d+):/.exec(server.username || '');
+  return !!m && Number(m[1]) <= nowS + CREDENTIAL_MARGIN_S;
+}
+
+/** The servers of the last answer in this tab, without expired TURN credentials. */
+export function cachedIceServers(nowS = Date.now() / 1000) {
+  let v;
   try {
-    const v = JSON.parse(sessionStorage.getItem(ICE_CACHE_KEY));
-    return Array.isArray(v) ? v : [];
+    v = JSON.parse(sessionStorage.getItem(ICE_CACHE_KEY));
   } catch (_) {
     return [];
   }
+  if (!Array.isArray(v)) return [];
+  const fresh = v.filter((s) => s && typeof s.urls === 'string' && !credentialExpired(s, nowS));
+  if (fresh.length !== v.length) {
+    try {
+      if (fresh.length) sessionStorage.setItem(ICE_CACHE_KEY, JSON.stringify(fresh));
+      else sessionStorage.removeItem(ICE_CACHE_KEY);
+    } catch (_) { /* storage unavailable */ }
+  }
+  return fresh;
 }
 
 /** Use the answer's ICE servers from now on (and for the next session of this tab). */
