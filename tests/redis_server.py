@@ -6,7 +6,6 @@ Not a fixture: ``tests/conftest.py`` wraps it, and scripts can call
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -14,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from binaries import find_binary
 
-_DEFAULT_BINARY = "/usr/bin/redis-server"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 
@@ -45,7 +44,7 @@ class RedisProcess:
 
 def start_redis(tmp_dir: Path, binary: str | None = None) -> RedisProcess:
     """Start redis-server on a free local port and wait until it answers PING."""
-    executable = _find_binary(binary)
+    executable = find_binary("redis-server", binary, "run scripts/install-system")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log_path = tmp_dir / f"redis-{port}.log"
@@ -67,16 +66,6 @@ def start_redis(tmp_dir: Path, binary: str | None = None) -> RedisProcess:
         server.stop()
         raise
     return server
-
-
-def _find_binary(binary: str | None) -> str:
-    candidate = binary or shutil.which("redis-server") or _DEFAULT_BINARY
-    if not Path(candidate).is_file():
-        raise RuntimeError(
-            f"redis-server binary not found (looked for {candidate!r}); "
-            "install it, e.g. `apt-get install redis-server`"
-        )
-    return candidate
 
 
 def _free_port() -> int:

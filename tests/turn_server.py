@@ -8,7 +8,6 @@ accepts the time-limited credentials of ``--use-auth-secret`` for ``secret``.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -16,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aioice import stun
+from binaries import find_binary
 
-_DEFAULT_BINARY = "/usr/bin/turnserver"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 REALM = "livehub.test"
@@ -56,7 +55,7 @@ class TurnProcess:
 
 def start_turn(tmp_dir: Path, secret: str, binary: str | None = None) -> TurnProcess:
     """Start turnserver on a free local port and wait until it answers a STUN binding."""
-    executable = _find_binary(binary)
+    executable = find_binary("turnserver", binary, "run scripts/install-system (coturn)")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     relay_low = _free_port()
@@ -94,16 +93,6 @@ def start_turn(tmp_dir: Path, secret: str, binary: str | None = None) -> TurnPro
         server.stop()
         raise
     return server
-
-
-def _find_binary(binary: str | None) -> str:
-    candidate = binary or shutil.which("turnserver") or _DEFAULT_BINARY
-    if not Path(candidate).is_file():
-        raise RuntimeError(
-            f"turnserver binary not found (looked for {candidate!r}); "
-            "install it with scripts/install-system (Debian's coturn package)"
-        )
-    return candidate
 
 
 def _free_port() -> int:

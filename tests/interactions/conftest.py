@@ -14,6 +14,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import RoomSettings
+from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
@@ -33,6 +34,21 @@ async def store(clock: Clock) -> AsyncIterator[StateStore]:
         yield memory
     finally:
         await memory.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def both_stores(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
+    """The in-memory store, then a real Redis: a module that must hold on both
+    overrides ``store`` with this."""
+    store: StateStore
+    if request.param == "redis":
+        store = await RedisStore.connect(request.getfixturevalue("redis_url"))
+    else:
+        store = MemoryStore(clock=clock)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture

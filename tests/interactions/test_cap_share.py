@@ -3,14 +3,10 @@ over both state stores (Redis is a real server) and a driven clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from fake_clock import Clock
 
 from livehub.interactions.cap_share import CapShares
-from livehub.rooms.memory_store import MemoryStore
-from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.store import StateStore
 
 TICK = 0.1
@@ -21,17 +17,9 @@ def clock() -> Clock:
     return Clock(50_000.0)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
-    store: StateStore
-    if request.param == "redis":
-        store = await RedisStore.connect(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore(clock=clock)
-    try:
-        yield store
-    finally:
-        await store.close()
+@pytest.fixture
+def store(both_stores: StateStore) -> StateStore:
+    return both_stores
 
 
 async def second(nodes: dict[str, CapShares], clock: Clock, per_tick: dict[str, int]) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from livehub.rooms.eventlog import Event, NewEvent
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room, RoomSettings
 from livehub.rooms.presence import Presence
-from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
@@ -40,17 +38,9 @@ def clock() -> Clock:
     return Clock(50_000.0)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
-    store: StateStore
-    if request.param == "redis":
-        store = await RedisStore.connect(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore(clock=clock)
-    try:
-        yield store
-    finally:
-        await store.close()
+@pytest.fixture
+def store(both_stores: StateStore) -> StateStore:
+    return both_stores
 
 
 @dataclass
