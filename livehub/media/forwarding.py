@@ -10,33 +10,47 @@ things, per peer connection, never globally:
   that turns each frame into a ``relay.EncodedFrame`` (with a keyframe flag)
   and passes it to a sink at once; the decoder thread only ever sees the final
   ``None`` that stops it, so no decoder is ever created.
-* Sending (each viewer): a sender packetizes, without encoding, whatever its
-  track's ``recv()`` returns that is not an ``av.Frame``. ``ForwardedTrack``
-  returns ``av.Packet``s, and ``forward_sender`` installs a ``Packer`` as the
-  sender's encoder (so aiortc never constructs a real one) and routes the
-  viewer's picture loss indications to the relay.
+* Sending (each viewer): ``forward_sender`` installs a ``Packer`` as the
+  sender's encoder (so aiortc never constructs a real one), routes the
+  viewer's picture loss indications to the relay, and replaces the sender's
+  RTP loop (``_run_rtp``) with a ``SendLoop``: it reads the relay
+  subscription directly, reuses the RTP payloads the first viewer's packer cut
+  from each frame, stamps this viewer's headers and writes the SRTP-protected
+  packets straight to the ICE pair's socket (``SocketPath``). aiortc's RTCP,
+  statistics and NACK retransmission keep working on the state it keeps.
 
 aiortc is pinned to exactly ``AIORTC_VERSION``; importing this module with any
 other version raises ``ForwardingUnsupported``, and tests/media/test_forwarding.py
-checks every internal name used here and the whole path end to end.
+checks every internal name used here and the whole path end to end. aioice is
+pinned too (pyproject.toml), and ``SocketPath`` still checks its shape for every
+frame and falls back to aiortc's own send path when it differs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import queue
 import random
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiortc
 import av
-from aiortc import MediaStreamError, MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aioice.ice import StunProtocol
+from aiortc import MediaStreamError, MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc import rtcrtpreceiver as _receiver_module
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.utils import random32
 
 from livehub.media.relay import EncodedFrame, Kind, RelayClosed, Subscription
 
@@ -45,6 +59,27 @@ AIORTC_VERSION = "1.16.0"
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
+# What RTCRtpSender._run_rtp reads and writes, which SendLoop takes over.
+_SENDER_STATE = {
+    name: f"_RTCRtpSender__{name}"
+    for name in (
+        "track",
+        "mid",
+        "rtp_header_extensions_map",
+        "rtp_history",
+        "rtp_started",
+        "rtp_exited",
+        "ntp_timestamp",
+        "rtp_timestamp",
+        "octet_count",
+        "packet_count",
+    )
+}
+
+# RTCDtlsTransport's transport statistics (packets and bytes sent), kept by socket_path users.
+_DTLS_TX = ("_RTCDtlsTransport__tx_packets", "_RTCDtlsTransport__tx_bytes")
+
+log = logging.getLogger(__name__)
 
 CLOCK_RATES = {"video/h264": 90000, "video/vp8": 90000, "audio/opus": 48000}
 
@@ -72,6 +107,12 @@ def missing_internals() -> list[str]:
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpSender, "_next_encoded_frame"),
+        (RTCRtpSender, "_run_rtp"),
+        (RTCRtpSender, "_retransmit"),
+        (RtpPacket, "parse"),
+        (RTCDtlsTransport, "_send_rtp"),
+        (StunProtocol, "send_data"),
+        (HeaderExtensionsMap, "set"),
         (H264Encoder, "_packetize"),
         (H264Encoder, "_split_bitstream"),
         (Vp8Encoder, "_packetize"),
@@ -197,29 +238,234 @@ class KeyframeAsker:
 
 
 class Packer(Encoder):
-    """A sender's 'encoder' that only packetizes already encoded frames."""
+    """A sender's 'encoder' that only packetizes already encoded frames.
+
+    H.264 and Opus payloads do not depend on the viewer, so ``payloads`` cuts
+    a relay frame once and every other viewer's sender reuses the cut
+    (``EncodedFrame.packetized``). VP8 payloads carry this sender's picture id
+    and are cut per sender.
+    """
 
     def __init__(self, mime: str) -> None:
         self.mime = mime.lower()
         if self.mime not in CLOCK_RATES:
             raise ValueError(f"cannot forward {mime}")
         self._picture_id = random.randint(0, (1 << 15) - 1)
-        self.packed = 0
+        self.packed = 0  # frames handed to the sender
+        self.packetized = 0  # of those, frames this packer cut itself
 
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         raise ForwardingUnsupported("a forwarding sender was given a raw frame to encode")
 
     def pack(self, packet: av.Packet[Any]) -> tuple[list[bytes], int]:
-        data = bytes(packet)
         self.packed += 1
+        self.packetized += 1
+        return self._packetize(bytes(packet)), int(packet.pts or 0)
+
+    def payloads(self, frame: EncodedFrame) -> list[bytes]:
+        """The RTP payloads of a relay frame, cut once for every viewer where possible."""
+        self.packed += 1
+        if self.mime == "video/vp8":
+            self.packetized += 1
+            return self._packetize(frame.data)
+        payloads = frame.packetized.get(self.mime)
+        if payloads is None:
+            self.packetized += 1
+            payloads = frame.packetized[self.mime] = self._packetize(frame.data)
+        return payloads
+
+    def _packetize(self, data: bytes) -> list[bytes]:
         if self.mime == "video/h264":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
-        elif self.mime == "video/vp8":
+            return H264Encoder._packetize(H264Encoder._split_bitstream(data))
+        if self.mime == "video/vp8":
             payloads = Vp8Encoder._packetize(data, self._picture_id)
             self._picture_id = (self._picture_id + 1) % (1 << 15)
-        else:
-            payloads = [data]
-        return payloads, int(packet.pts or 0)
+            return payloads
+        return [data]
+
+
+_RTP_HEADER = struct.Struct("!BBHLL")
+
+
+def rtp_extension_block(extensions_map: HeaderExtensionsMap, mid: str | None, ntp: int) -> bytes:
+    """The header extension block aiortc's ``RtpPacket.serialize`` writes for a forwarded packet:
+    abs-send-time from ``ntp`` and the MID (forwarded packets carry no audio level)."""
+    values = HeaderExtensions(abs_send_time=(ntp >> 14) & 0x00FFFFFF, mid=mid)
+    profile, value = extensions_map.set(values)
+    return struct.pack("!HH", profile, len(value) >> 2) + value if value else b""
+
+
+def rtp_packet(
+    payload_type: int,
+    marker: bool,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
+    extension_block: bytes,
+    payload: bytes,
+) -> bytes:
+    """Byte for byte what ``RtpPacket.serialize`` writes for these fields (no CSRC, no padding)."""
+    first = 0x90 if extension_block else 0x80
+    header = _RTP_HEADER.pack(
+        first, payload_type | (0x80 if marker else 0), sequence_number, timestamp, ssrc
+    )
+    return header + extension_block + payload
+
+
+class SocketPath:
+    """The way out of one DTLS transport, for a frame's packets: SRTP, then the socket.
+
+    aiortc sends each packet through four coroutines (``RTCDtlsTransport._send_rtp``,
+    aioice's ``Connection.send``, ``Connection.sendto``, ``StunProtocol.send_data``)
+    that end in ``transport.sendto(srtp.protect(data), pair.remote_addr)``;
+    this makes that last call directly. ``of`` is re-evaluated for every frame.
+    """
+
+    def __init__(self, dtls: RTCDtlsTransport, pair: Any) -> None:
+        self._dtls = dtls
+        self._protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        self._sendto: Callable[[bytes, Any], None] = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+
+    @classmethod
+    def of(cls, dtls: RTCDtlsTransport) -> SocketPath | None:
+        """The direct path, or None when the transport is not the shape this was written
+        for (a TURN or TCP pair, another aioice): then aiortc's own path is used."""
+        if dtls._state != DtlsState.CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        nominated = getattr(getattr(dtls.transport, "_connection", None), "_nominated", None)
+        if not isinstance(nominated, dict):
+            return None
+        pair = nominated.get(1)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+        protocol = getattr(pair, "protocol", None)
+        if type(protocol) is not StunProtocol or protocol.transport is None:
+            return None
+        if not all(hasattr(dtls, name) for name in _DTLS_TX):
+            return None
+        return cls(dtls, pair)
+
+    def send(self, packets: list[bytes]) -> None:
+        protect, sendto, addr = self._protect, self._sendto, self._addr
+        size = 0
+        for data in packets:
+            out = protect(data)
+            sendto(out, addr)
+            size += len(out)
+        packets_name, bytes_name = _DTLS_TX
+        setattr(self._dtls, packets_name, getattr(self._dtls, packets_name) + len(packets))
+        setattr(self._dtls, bytes_name, getattr(self._dtls, bytes_name) + size)
+
+
+class SendLoop:
+    """Stands in for ``RTCRtpSender._run_rtp`` on a forwarding sender.
+
+    aiortc builds an ``RtpPacket`` per packet per viewer, reads the clock twice
+    per packet, serializes its header extensions every time and awaits four
+    coroutines to send it. Here each relay frame's payloads are cut once for
+    every viewer (``Packer.payloads``), the clock and the extension block are
+    taken once per frame, a packet is one header ``pack`` plus its payload, and
+    a frame's packets are SRTP-protected and written to the socket in one go
+    (``SocketPath``). aiortc's sender keeps everything else: its RTCP reports
+    read the counters kept here, and a NACK is answered by aiortc's
+    ``_retransmit`` from this loop's history (``retransmit``).
+    """
+
+    def __init__(self, sender: RTCRtpSender, packer: Packer) -> None:
+        self._sender = sender
+        self._packer = packer
+        self._history: list[tuple[int, bytes] | None] = [None] * RTP_HISTORY_SIZE
+        self._aiortc_retransmit: Callable[[int], Awaitable[None]] = sender._retransmit
+        self.sent = 0  # RTP packets
+        self.sent_direct = 0  # of those, written to the socket by SocketPath
+        self.retransmitted = 0
+
+    def _state(self, name: str) -> Any:
+        return getattr(self._sender, _SENDER_STATE[name])
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self._sender
+        self._state("rtp_started").set()
+        try:
+            track = self._state("track")
+            if not isinstance(track, ForwardedTrack):
+                raise ForwardingUnsupported("a forwarding sender needs a ForwardedTrack")
+            if codec.payloadType is None:
+                raise ForwardingUnsupported("the sender's codec has no payload type")
+            await self._forward(track.subscription, codec.payloadType)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError, RelayClosed):
+            pass
+        except Exception:
+            # like aiortc: rtp_exited must be set or RTCRtpSender.stop() hangs
+            log.exception("forwarding sender (%s) failed", sender.kind)
+        track = self._state("track")
+        if track is not None:
+            track.stop()
+            setattr(sender, _SENDER_STATE["track"], None)
+        self._state("rtp_exited").set()
+
+    async def _forward(self, subscription: Subscription, payload_type: int) -> None:
+        sender = self._sender
+        extensions_map = self._state("rtp_header_extensions_map")
+        mid = self._state("mid")
+        sequence_number = random_sequence_number()
+        origin = random32()
+        while True:
+            frame = await subscription.next()
+            if not sender._enabled:
+                continue
+            payloads = self._packer.payloads(frame)
+            if not payloads:
+                continue
+            ntp = clock.current_ntp_time()
+            timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
+            block = rtp_extension_block(extensions_map, mid, ntp)
+            packets = self._stamp(payloads, payload_type, sequence_number, timestamp, block)
+            sequence_number = (sequence_number + len(packets)) & 0xFFFF
+            dtls = sender.transport
+            path = SocketPath.of(dtls)
+            if path is not None:
+                path.send(packets)
+                self.sent_direct += len(packets)
+            else:
+                for data in packets:
+                    await dtls._send_rtp(data)
+            self._count(ntp, timestamp, sum(map(len, payloads)), len(packets))
+
+    def _stamp(
+        self, payloads: list[bytes], payload_type: int, first: int, timestamp: int, block: bytes
+    ) -> list[bytes]:
+        """This viewer's RTP packets for a frame's payloads, remembered for retransmission."""
+        ssrc, history, last = self._sender._ssrc, self._history, len(payloads) - 1
+        packets = []
+        for i, payload in enumerate(payloads):
+            sequence_number = (first + i) & 0xFFFF
+            data = rtp_packet(
+                payload_type, i == last, sequence_number, timestamp, ssrc, block, payload
+            )
+            history[sequence_number % RTP_HISTORY_SIZE] = (sequence_number, data)
+            packets.append(data)
+        return packets
+
+    def _count(self, ntp: int, timestamp: int, octets: int, packets: int) -> None:
+        """Keep the figures aiortc's sender reports (RTCP SR) and shows (getStats)."""
+        sender, state = self._sender, _SENDER_STATE
+        setattr(sender, state["ntp_timestamp"], ntp)
+        setattr(sender, state["rtp_timestamp"], timestamp)
+        setattr(sender, state["octet_count"], self._state("octet_count") + octets)
+        setattr(sender, state["packet_count"], self._state("packet_count") + packets)
+        self.sent += packets
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK: hand aiortc the packet it asks for, as the RtpPacket it expects."""
+        entry = self._history[sequence_number % RTP_HISTORY_SIZE]
+        if entry is None or entry[0] != sequence_number:
+            return
+        packet = RtpPacket.parse(entry[1], self._state("rtp_header_extensions_map"))
+        self._state("rtp_history")[sequence_number % RTP_HISTORY_SIZE] = packet
+        self.retransmitted += 1
+        await self._aiortc_retransmit(sequence_number)
 
 
 class ForwardedTrack(MediaStreamTrack):
@@ -261,8 +507,13 @@ def forward_sender(
     """
     if not hasattr(sender, _SENDER_ENCODER) or getattr(sender, _SENDER_ENCODER) is not None:
         raise ForwardingUnsupported(f"RTCRtpSender has no unset {_SENDER_ENCODER}")
+    if missing := [name for name in _SENDER_STATE.values() if not hasattr(sender, name)]:
+        raise ForwardingUnsupported(f"RTCRtpSender has no {', '.join(missing)}")
     packer = Packer(mime)
+    loop = SendLoop(sender, packer)
     setattr(sender, _SENDER_ENCODER, packer)
+    setattr(sender, "_run_rtp", loop.run)  # noqa: B010 (a method)
+    setattr(sender, "_retransmit", loop.retransmit)  # noqa: B010 (a method)
     setattr(sender, "_send_keyframe", on_keyframe_request)  # noqa: B010 (a method)
     handle_rtcp = sender._handle_rtcp_packet
 
@@ -277,3 +528,9 @@ def forward_sender(
 def packer_of(sender: RTCRtpSender) -> Packer | None:
     encoder = getattr(sender, _SENDER_ENCODER, None)
     return encoder if isinstance(encoder, Packer) else None
+
+
+def send_loop_of(sender: RTCRtpSender) -> SendLoop | None:
+    run = getattr(sender, "_run_rtp", None)
+    owner = getattr(run, "__self__", None)
+    return owner if isinstance(owner, SendLoop) else None

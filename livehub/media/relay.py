@@ -49,6 +49,9 @@ class EncodedFrame:
     data: bytes
     timestamp: int
     keyframe: bool
+    # RTP payloads of ``data`` by codec, filled by the first viewer's sender that
+    # sends this frame and reused by every other one (``forwarding.Packer``).
+    packetized: dict[str, list[bytes]] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, timestamp: int) -> EncodedFrame:
         return EncodedFrame(self.kind, self.data, timestamp, self.keyframe)

@@ -21,16 +21,21 @@ from typing import Any
 import aiortc
 import av
 import pytest
+from aioice.ice import Connection, StunProtocol
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceTransport,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     rtcrtpreceiver,
     rtcrtpsender,
 )
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
 from support import COUNTER_H, COUNTER_W, counter_frame, read_counter
 
 from livehub.media import forwarding
@@ -40,12 +45,17 @@ from livehub.media.forwarding import (
     ForwardingUnsupported,
     KeyframeAsker,
     Packer,
+    SendLoop,
+    SocketPath,
     check_version,
     forward_receiver,
     forward_sender,
     h264_keyframe,
     is_forwarding,
     packer_of,
+    rtp_extension_block,
+    rtp_packet,
+    send_loop_of,
     vp8_keyframe,
 )
 from livehub.media.relay import EncodedFrame, RoomRelay
@@ -88,6 +98,10 @@ def test_aiortc_is_the_pinned_version() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "aiortc==" + AIORTC_VERSION in pyproject["project"]["dependencies"]
     assert aiortc.__version__ == importlib.metadata.version("aiortc") == AIORTC_VERSION
+    # SocketPath writes to aioice's sockets and encrypts with aiortc's pylibsrtp session
+    for name in ("aioice", "pylibsrtp"):
+        pinned = importlib.metadata.version(name)
+        assert f"{name}=={pinned}" in pyproject["project"]["dependencies"]
 
 
 def test_another_aiortc_version_is_refused_with_a_clear_error() -> None:
@@ -108,12 +122,18 @@ async def test_fresh_receivers_and_senders_have_the_private_state_we_replace() -
         assert isinstance(receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
         assert receiver._RTCRtpReceiver__decoder_thread is None
         assert sender._RTCRtpSender__encoder is None
+        for name in forwarding._SENDER_STATE.values():
+            assert hasattr(sender, name), name
         forward_receiver(receiver, "video", lambda frame: None)
         assert is_forwarding(receiver)
         with pytest.raises(ForwardingUnsupported):
             forward_sender(sender, "video/H264", lambda: None, lambda: None)  # encoder set twice
             forward_sender(sender, "video/H264", lambda: None, lambda: None)
         assert isinstance(packer_of(sender), Packer)
+        assert isinstance(send_loop_of(sender), SendLoop)
+        dtls = sender.transport
+        assert all(hasattr(dtls, name) for name in forwarding._DTLS_TX)
+        assert isinstance(dtls.transport._connection._nominated, dict)
     finally:
         await pc.close()
 
@@ -146,7 +166,66 @@ async def test_fresh_receivers_and_senders_have_the_private_state_we_replace() -
                 "self.__encoder.pack(data)",
             ],
         ),
-        (RTCRtpSender._handle_rtcp_packet, ["RTCP_PSFB_PLI", "self._send_keyframe()"]),
+        (
+            RTCRtpSender._handle_rtcp_packet,
+            ["RTCP_PSFB_PLI", "self._send_keyframe()", "await self._retransmit(seq)"],
+        ),
+        # SendLoop replaces _run_rtp and keeps the state it kept
+        (RTCRtpSender.send, ["asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))"]),
+        (
+            RTCRtpSender._run_rtp,
+            [
+                "self.__rtp_started.set()",
+                "payload_type=codec.payloadType",
+                "packet.ssrc = self._ssrc",
+                "clock.current_ntp_time() >> 14",
+                "packet.extensions.mid = self.__mid",
+                "if enc_frame.audio_level is not None:",
+                "packet.serialize(self.__rtp_header_extensions_map)",
+                "await self.transport._send_rtp(packet_bytes)",
+                "self.__ntp_timestamp = clock.current_ntp_time()",
+                "self.__octet_count += len(payload)",
+                "self.__track.stop()",
+                "self.__rtp_exited.set()",
+            ],
+        ),
+        (
+            RTCRtpSender._retransmit,
+            [
+                "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)",
+                "packet.sequence_number == sequence_number",
+            ],
+        ),
+        (
+            RTCRtpSender._run_rtcp,
+            [
+                "ntp_timestamp=self.__ntp_timestamp",
+                "rtp_timestamp=self.__rtp_timestamp",
+                "packet_count=self.__packet_count",
+                "octet_count=self.__octet_count",
+            ],
+        ),
+        (RTCRtpSender.stop, ["self.__rtp_exited.wait()"]),
+        # SocketPath makes the last call of aiortc's and aioice's send path itself
+        (
+            RTCDtlsTransport._send_rtp,
+            [
+                "data = self._tx_srtp.protect(data)",
+                "await self.transport._send(data)",
+                "self.__tx_bytes += len(data)",
+                "self.__tx_packets += 1",
+            ],
+        ),
+        (RTCIceTransport.__init__, ["self._send = self._connection.send"]),
+        (Connection.send, ["await self.sendto(data, 1)"]),
+        (
+            Connection.sendto,
+            [
+                "self._nominated.get(component)",
+                "active_pair.protocol.send_data(data, active_pair.remote_addr)",
+            ],
+        ),
+        (StunProtocol.send_data, ["self.transport.sendto(data, addr)"]),
     ],
     ids=lambda v: getattr(v, "__qualname__", "needles"),
 )
@@ -226,6 +305,47 @@ def test_the_packer_only_packs() -> None:
     assert timestamp == 4500 and payloads and all(len(p) <= 1300 for p in payloads)
     opus = Packer("audio/opus")
     assert opus.pack(_packet(b"opus", 960)) == ([b"opus"], 960)
+
+
+def test_the_packer_cuts_a_relay_frame_once_for_every_viewer() -> None:
+    idr = _encode("libx264", 1, tune="zerolatency")[0]
+    frame = EncodedFrame("video", idr, 3000, True)
+    first, second = Packer("video/H264"), Packer("video/H264")
+    payloads = first.payloads(frame)
+    assert second.payloads(frame) is payloads
+    assert payloads == first.pack(_packet(idr, 0))[0]
+    assert (first.packetized, second.packetized, second.packed) == (2, 0, 1)
+    vp8 = EncodedFrame("video", _encode("libvpx", 1)[0], 0, True)
+    a, b = Packer("video/VP8"), Packer("video/VP8")
+    assert a.payloads(vp8) is not b.payloads(vp8), "VP8 carries each sender's picture id"
+    assert Packer("audio/opus").payloads(EncodedFrame("audio", b"opus", 960, True)) == [b"opus"]
+
+
+@pytest.mark.parametrize("uris", [["mid", "abs"], ["abs"], []], ids=str)
+@pytest.mark.parametrize("marker", [False, True])
+def test_stamped_packets_are_what_aiortc_would_serialize(uris: list[str], marker: bool) -> None:
+    known = {
+        "mid": "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "abs": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    }
+    extensions_map = HeaderExtensionsMap()
+    extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=n + 1, uri=known[u]) for n, u in enumerate(uris)
+            ]
+        )
+    )
+    ntp = 0xE3F1_2345_6789_ABCD
+    packet = RtpPacket(payload_type=102, marker=int(marker), sequence_number=65535, timestamp=7)
+    packet.ssrc, packet.payload = 0xDEADBEEF, b"\x7c\x85" + bytes(range(200))
+    packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
+    packet.extensions.mid = "1"
+    block = rtp_extension_block(extensions_map, "1", ntp)
+    ours = rtp_packet(102, marker, 65535, 7, 0xDEADBEEF, block, packet.payload)
+    assert ours == packet.serialize(extensions_map)
+    back = RtpPacket.parse(ours, extensions_map)
+    assert (back.marker, back.sequence_number, back.payload) == (marker, 65535, packet.payload)
 
 
 def _packet(data: bytes, pts: int) -> av.Packet:
@@ -322,3 +442,121 @@ async def test_frames_are_forwarded_without_decoding_or_encoding(
     assert decoders.calls == [mime], "only the viewer decoded"
     assert encoders.calls == [mime], "only the publisher encoded"
     await asker.close()
+
+
+# 5. one cut per frame, stamped and sent per viewer
+
+
+class Room:
+    """A publisher forwarded into a relay, and viewers added to it one by one."""
+
+    def __init__(self, peers: list[RTCPeerConnection], mime: str = "video/H264") -> None:
+        self.peers, self.mime = peers, mime
+        self.relay = RoomRelay("room")
+        self.asker: KeyframeAsker | None = None
+
+    async def start(self) -> None:
+        publisher, ingest = RTCPeerConnection(NO_ICE_SERVERS), RTCPeerConnection(NO_ICE_SERVERS)
+        self.peers += [publisher, ingest]
+        publisher.addTransceiver(CounterTrack(), direction="sendonly")
+        into = ingest.addTransceiver("video", direction="recvonly")
+        into.setCodecPreferences(capabilities(self.mime))
+        forward_receiver(into.receiver, "video", self.relay.publish)
+        await _connect(publisher, ingest)
+        self.asker = KeyframeAsker(into.receiver)
+        self.relay.attach_publisher({"video": self.mime}, self.asker)
+
+    async def watch(self, name: str) -> tuple[MediaStreamTrack, RTCRtpSender]:
+        egress, viewer = RTCPeerConnection(NO_ICE_SERVERS), RTCPeerConnection(NO_ICE_SERVERS)
+        self.peers += [egress, viewer]
+        viewer.addTransceiver("video", direction="recvonly")
+        arrived: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        viewer.on("track", arrived.set_result)
+        subscription = self.relay.add_viewer(name, ("video",)).subscriptions["video"]
+        out = egress.addTransceiver(ForwardedTrack(subscription, self.mime), direction="sendonly")
+        out.setCodecPreferences(capabilities(self.mime))
+        forward_sender(out.sender, self.mime, self.relay.request_keyframe, lambda: None)
+        await _connect(viewer, egress)
+        return await asyncio.wait_for(arrived, 5), out.sender
+
+    async def close(self) -> None:
+        if self.asker is not None:
+            await self.asker.close()
+
+
+async def _counters(track: MediaStreamTrack, count: int) -> list[int]:
+    return [read_counter(await asyncio.wait_for(track.recv(), 5)) for _ in range(count)]
+
+
+def _consecutive(counters: list[int]) -> bool:
+    return counters == list(range(counters[0], counters[0] + len(counters)))
+
+
+async def test_each_frame_is_cut_once_however_many_viewers_and_all_decode(
+    monkeypatch: pytest.MonkeyPatch, peers: list[RTCPeerConnection]
+) -> None:
+    cuts: list[int] = []
+
+    class CountingH264(H264Encoder):
+        @classmethod
+        def _packetize(cls, packages: Any) -> list[bytes]:
+            cuts.append(1)
+            return super()._packetize(packages)
+
+    monkeypatch.setattr(forwarding, "H264Encoder", CountingH264)  # only the relay's cuts
+    room = Room(peers)
+    await room.start()
+    viewers = [await room.watch(f"v{n}") for n in range(3)]
+    for track, _ in viewers:
+        assert _consecutive(await _counters(track, 15))
+    late_track, late_sender = await room.watch("late")  # joins on a fresh keyframe
+    late = await _counters(late_track, 10)
+    assert _consecutive(late) and late[0] > 10
+    loops = [send_loop_of(sender) for _, sender in [*viewers, (late_track, late_sender)]]
+    packers = [packer_of(sender) for _, sender in [*viewers, (late_track, late_sender)]]
+    assert all(loop is not None and loop.sent == loop.sent_direct > 0 for loop in loops)
+    handed = sum(p.packed for p in packers if p is not None)
+    assert len(cuts) == sum(p.packetized for p in packers if p is not None)
+    assert len(cuts) <= room.relay.frames_in < handed / 2, "one cut per frame, not per viewer"
+    stats = [s for s in (await late_sender.getStats()).values() if s.type == "outbound-rtp"]
+    assert stats[0].packetsSent == loops[-1].sent  # what aiortc's RTCP reports count
+    transport = [s for s in (await late_sender.getStats()).values() if s.type == "transport"]
+    assert transport[0].packetsSent >= loops[-1].sent
+    await room.close()
+
+
+async def test_a_lost_packet_is_retransmitted_from_the_send_loop(
+    monkeypatch: pytest.MonkeyPatch, peers: list[RTCPeerConnection]
+) -> None:
+    room = Room(peers)
+    await room.start()
+    track, sender = await room.watch("v")
+    loop = send_loop_of(sender)
+    assert loop is not None
+    dropped: list[bytes] = []
+    send = SocketPath.send
+
+    def lose_one(path: SocketPath, packets: list[bytes]) -> None:
+        if not dropped and loop.sent > 60:
+            dropped.append(packets[0])
+            packets = packets[1:]
+        send(path, packets)
+
+    monkeypatch.setattr(SocketPath, "send", lose_one)
+    counters = await _counters(track, 90)
+    assert dropped and loop.retransmitted >= 1, "the viewer asked for the lost packet again"
+    assert _consecutive(counters[-45:]), "no frame was lost"
+    await room.close()
+
+
+async def test_without_the_direct_socket_path_aiortcs_send_path_is_used(
+    monkeypatch: pytest.MonkeyPatch, peers: list[RTCPeerConnection]
+) -> None:
+    monkeypatch.setattr(SocketPath, "of", classmethod(lambda cls, dtls: None))
+    room = Room(peers, "video/VP8")
+    await room.start()
+    track, sender = await room.watch("v")
+    assert _consecutive(await _counters(track, 15))
+    loop = send_loop_of(sender)
+    assert loop is not None and loop.sent > 0 and loop.sent_direct == 0
+    await room.close()

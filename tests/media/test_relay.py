@@ -248,3 +248,17 @@ def test_frames_before_a_publisher_attaches_are_ignored() -> None:
     relay.add_viewer("v", ("audio",))
     relay.publish(EncodedFrame("audio", b"x", 0, True))
     assert relay.frames_in == 0 and drain(relay, "v", "audio") == []
+
+
+def test_every_viewer_gets_the_same_frame_object_and_its_shared_payload_cache() -> None:
+    relay = RoomRelay("room")
+    publisher = Publisher()
+    relay.attach_publisher({"video": "video/H264"}, publisher.ask)
+    subs = [relay.add_viewer(f"v{n}", ("video",)).subscriptions["video"] for n in range(3)]
+    original = publisher.video(key=True)
+    original.packetized["video/h264"] = [b"stale"]
+    relay.publish(original)
+    taken = [sub._take() for sub in subs]
+    assert taken[0] is taken[1] is taken[2], "one shared frame, so payloads are cut once"
+    assert taken[0] is not None and taken[0].packetized == {}, "rebasing starts a fresh cache"
+    assert taken[0] == original.at(taken[0].timestamp), "the cache takes no part in equality"
