@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from pathlib import Path
 
 import aiohttp
@@ -134,3 +135,45 @@ async def test_a_reader_that_stops_skips_frames_and_blocks_nobody(memory_server:
         sockets = memory_server.app[LIVE].server.eio.sockets.values()
         buffered = [s.livehub_ws._writer.transport.get_write_buffer_size() for s in sockets]
         assert max(buffered) <= MAX_BUFFERED_BYTES + len(chunk) + 100
+
+
+def test_the_stock_disconnect_bookkeeping_is_what_ours_replaces() -> None:
+    """FastEmitManager.basic_disconnect redoes BaseManager's without its scan of every
+    room; if python-socketio's grows other bookkeeping, this fails first."""
+    source = inspect.getsource(socketio.base_manager.BaseManager.basic_disconnect)
+    touched = set(re.findall(r"self\.(\w+)", source))
+    assert touched == {
+        "rooms",
+        "basic_leave_room",
+        "callbacks",
+        "pending_connect",
+        "pending_disconnect",
+    }
+
+
+async def test_the_room_index_matches_the_stock_scan_and_forgets_the_departed(
+    memory_server: Server,
+) -> None:
+    room = (await memory_server.create_room())["room"]["id"]
+    host = await memory_server.client(room, role="host", name="Host")
+    viewers = [await memory_server.client(room, name=f"v{i}") for i in range(4)]
+    manager = manager_of(memory_server)
+    namespace = "/live"
+    sids = [sid for sid, _ in manager.get_participants(namespace, f"room:{room}")]
+    assert len(sids) == 5
+    for sid in sids:
+        stock = socketio.base_manager.BaseManager.get_rooms(manager, sid, namespace)
+        assert sorted(manager.get_rooms(sid, namespace)) == sorted(stock)
+        assert f"room:{room}" in stock and sid in stock
+
+    for viewer in viewers[:2]:
+        await viewer.close()
+    await wait_viewers(memory_server, room, 3)
+    left = set(sids) - {sid for sid, _ in manager.get_participants(namespace, f"room:{room}")}
+    assert len(left) == 2
+    for sid in left:
+        assert manager.get_rooms(sid, namespace) == []
+        assert all(sid not in members for members in manager.rooms[namespace].values())
+    assert (await host.chat("still here"))["ok"] is True  # the rest are untouched
+    for viewer in viewers[2:]:
+        await viewer.wait_until(lambda v=viewer: "still here" in v.message_texts())
