@@ -155,3 +155,33 @@ async def test_stopping_the_stream_on_the_other_node_disconnects_the_publisher(
         assert view["live"] and view["stream_id"] != stopped["id"]
     finally:
         await again.close()
+
+
+async def test_hls_is_served_by_every_node_from_the_shared_data_directory(
+    two_nodes: TwoNodes, peers: Clients, http: aiohttp.ClientSession
+) -> None:
+    """Only A, with the publisher, packages HLS; B, on the same data directory (nodes
+    share one host), serves A's playlist and segments itself: no redirect needed."""
+    a, b = two_nodes
+    room = "hlsshared"
+    host = await a_room(a, room)
+    playlist = f"/hls/{room}/index.m3u8"
+    await peers.publish(room, host)  # to A, which packages the HLS
+
+    async def b_playlist() -> str:
+        for _ in range(100):
+            async with http.get(b.url + playlist, allow_redirects=False) as resp:
+                if resp.status == 200:
+                    text = await resp.text()
+                    if "#EXTINF" in text:
+                        return text
+            await asyncio.sleep(0.2)
+        raise AssertionError("B never served a playlist with a segment")
+
+    text = await b_playlist()
+    segment = next(line for line in text.splitlines() if line and not line.startswith("#"))
+    async with http.get(f"{b.url}/hls/{room}/{segment}", allow_redirects=False) as resp:
+        body = await resp.read()
+        assert resp.status == 200 and body[4:8] in (b"moof", b"styp", b"ftyp"), body[:16]
+    async with http.get(f"{a.url}/hls/{room}/{segment}") as resp:
+        assert resp.status == 200 and await resp.read() == body
