@@ -218,24 +218,42 @@ class Viewer:
         return max(times, default=None)
 
 
+RTP_WRAP = 1 << 32
+HALF_WRAP = 1 << 31
+
+
 class _Timeline:
-    """Keeps one kind's outgoing timestamps increasing across publisher changes."""
+    """Keeps one kind's outgoing timestamps increasing, across publisher changes and
+    across the 32-bit wrap of RTP timestamps.
+
+    A sender starts its RTP clock anywhere in 32 bits, so the wrap comes at a random
+    moment (at 90 kHz the clock wraps every 13.3 hours: a 2-hour stream crosses it
+    one time in seven). Each frame's timestamp is taken as the nearest one to the
+    previous frame's (a step of under 2^31 either way), so what the relay hands on
+    keeps counting up past 2^32 instead of jumping back.
+    """
 
     def __init__(self, kind: Kind) -> None:
         self._step = _STEP[kind]
         self._offset = 0
-        self._last: int | None = None
+        self._last: int | None = None  # the last timestamp handed on
+        self._raw: int | None = None  # the last timestamp received (32 bits)
         self._rebase = False
 
     def rebase(self) -> None:
         self._rebase = True
 
     def map(self, timestamp: int) -> int:
-        if self._rebase:
+        if self._rebase or self._raw is None or self._last is None:
             self._rebase = False
-            if self._last is not None:
-                self._offset = self._last + self._step - timestamp
-        out = timestamp + self._offset
+            self._offset = 0 if self._last is None else self._last + self._step - timestamp
+            out = timestamp + self._offset
+        else:
+            delta = (timestamp - self._raw) % RTP_WRAP
+            if delta >= HALF_WRAP:
+                delta -= RTP_WRAP  # a little back (reordered), not almost 2^32 forward
+            out = self._last + delta
+        self._raw = timestamp
         self._last = out
         return out
 

@@ -7,6 +7,7 @@ viewer's sender is played by a task calling ``Subscription.next``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -262,3 +263,24 @@ def test_every_viewer_gets_the_same_frame_object_and_its_shared_payload_cache() 
     assert taken[0] is taken[1] is taken[2], "one shared frame, so payloads are cut once"
     assert taken[0] is not None and taken[0].packetized == {}, "rebasing starts a fresh cache"
     assert taken[0] == original.at(taken[0].timestamp), "the cache takes no part in equality"
+
+
+def test_timestamps_keep_counting_up_across_the_32_bit_wrap() -> None:
+    relay, _pub, _ = make()
+    relay.add_viewer("v", ("video",))
+    near_wrap = (1 << 32) - 2 * 3000  # a publisher whose RTP clock is about to wrap
+    raw = [(near_wrap + n * 3000) % (1 << 32) for n in range(5)]
+    assert raw[2] < raw[1]  # it wraps between the second and the third frame
+    for n, timestamp in enumerate(raw):
+        relay.publish(EncodedFrame("video", n.to_bytes(4, "big"), timestamp, n == 0))
+    out = [f.timestamp for f in drain(relay, "v")]
+    assert [b - a for a, b in itertools.pairwise(out)] == [3000] * 4
+    assert out[0] == near_wrap and out[-1] == near_wrap + 4 * 3000 > (1 << 32)
+
+
+def test_a_frame_a_little_back_is_not_taken_for_a_whole_wrap_forward() -> None:
+    relay, _pub, _ = make()
+    relay.add_viewer("v", ("video",))
+    for n, timestamp in enumerate([9000, 12000, 10500, 15000]):
+        relay.publish(EncodedFrame("video", n.to_bytes(4, "big"), timestamp, n == 0))
+    assert [f.timestamp for f in drain(relay, "v")] == [9000, 12000, 10500, 15000]
