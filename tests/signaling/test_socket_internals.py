@@ -21,13 +21,13 @@ from engineio.async_socket import AsyncSocket
 from support import Server, make_settings, wait_viewers
 
 from livehub.app import LIVE
-from livehub.signaling.socket import (
+from livehub.signaling.manager import (
     MAX_BUFFERED_BYTES,
     CapturingWebSocket,
     FastEmitManager,
     RedisManager,
-    build_server,
 )
+from livehub.signaling.socket import build_server
 
 
 def test_pinned_versions_are_the_ones_the_fast_path_was_written_for() -> None:
