@@ -205,9 +205,11 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         wire = websocket_text_frame(frames[0].encode()) if len(frames) == 1 else None
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         sockets = self.server.eio.sockets
-        recipients = list(self.get_participants(namespace, room))
+        recipients = self.get_participants(namespace, room)  # over a copy of the room
         if event in FINAL_EVENTS:
+            recipients = list(recipients)
             self._disconnect_later([sid for sid, _ in recipients if sid not in skip], namespace)
+        direct = skipped = 0
         for sid, eio_sid in recipients:
             socket = sockets.get(eio_sid)
             if sid in skip or socket is None or socket.closed or socket.closing:
@@ -215,16 +217,17 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
             transport = direct_transport(socket) if wire is not None else None
             if transport is not None:
                 if transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
-                    self.skipped_frames += 1
+                    skipped += 1
                 else:
                     transport.write(wire)
-                    self.direct_frames += 1
-                continue
-            if socket.queue.qsize() >= MAX_BACKLOG_FRAMES:
-                self.skipped_frames += 1
-                continue
-            for frame in frames:
-                await socket.send(frame)
+                    direct += 1
+            elif socket.queue.qsize() >= MAX_BACKLOG_FRAMES:
+                skipped += 1
+            else:
+                for frame in frames:
+                    await socket.send(frame)
+        self.direct_frames += direct
+        self.skipped_frames += skipped
 
     def _disconnect_later(self, sids: list[str], namespace: str) -> None:
         """Disconnect this node's `sids` once the emitting task is done.

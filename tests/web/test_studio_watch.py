@@ -61,6 +61,11 @@ def non_loopback_ip() -> str | None:
     return None if ip.startswith("127.") else ip
 
 
+def skip_without_a_non_loopback_address() -> None:
+    if non_loopback_ip() is None:
+        pytest.skip("no non-loopback IPv4 address: Chromium cannot reach aiortc over loopback")
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Overrides the web conftest's browser: the same flags plus a fake camera."""
@@ -77,8 +82,7 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def memory_server(tmp_path: Path) -> AsyncIterator[Server]:
     """Overrides the shared fixture: listening on every interface (see the module doc)."""
-    if non_loopback_ip() is None:
-        pytest.skip("no non-loopback IPv4 address: Chromium cannot reach aiortc over loopback")
+    skip_without_a_non_loopback_address()
     srv = await start_server(make_settings(tmp_path / "data", host="0.0.0.0"))
     yield srv
     await stop_server(srv)
@@ -418,8 +422,7 @@ async def test_a_viewer_on_another_node_plays_the_studio_through_the_redirect(
     """Two nodes on one Redis: the studio publishes to A; a watch page loaded from B
     posts its WHEP offer to B, follows the 307 to A (the browser drops the token on
     the way, so media.js sends it again) and plays A's media."""
-    if non_loopback_ip() is None:
-        pytest.skip("no non-loopback IPv4 address: Chromium cannot reach aiortc over loopback")
+    skip_without_a_non_loopback_address()
     ports = [free_port(), free_port()]
     origins = tuple(f"http://127.0.0.1:{port}" for port in ports)
     nodes = [
