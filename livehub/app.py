@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from livehub.signaling.replies import error_middleware
 from livehub.signaling.report_api import ReportApi
 from livehub.signaling.socket import attach, build_server, shutdown
 from livehub.signaling.whip import MEDIA, WhipEndpoints
-from livehub.tasks import cancel_and_wait
+from livehub.supervisor import Supervisor
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DB_FILE = "livehub.db"
@@ -110,6 +109,7 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
         likes=Likes(store, log, counters),
         moderation=moderation,
         auth=Auth(secret, admin_key),
+        supervisor=Supervisor(),
     )
     return services, Startup(admin_key, created)
 
@@ -171,11 +171,18 @@ async def create_app(settings: Settings) -> web.Application:
     offers = OfferEvents(
         services, live, OfferService(services.store, services.log, services.counters)
     )
-    loops: list[Callable[[], Coroutine[Any, Any, None]]] = [fanout.run, live.accrue_forever]
-    # Interaction features register their events on `live` and their loops here.
-    loops += [draws.entries.run, draws.expire_forever, offers.clicks.run]
-    loops += [polls.tallies.run, polls.expire_forever, quizzes.counts.run]
-    loops += [questions.votes.run]
+    loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "fanout": fanout.run,
+        "watch-time": live.accrue_forever,
+        # Interaction features register their events on `live` and their loops here.
+        "draw-entries": draws.entries.run,
+        "draw-expiry": draws.expire_forever,
+        "offer-clicks": offers.clicks.run,
+        "poll-tallies": polls.tallies.run,
+        "poll-expiry": polls.expire_forever,
+        "quiz-counts": quizzes.counts.run,
+        "question-votes": questions.votes.run,
+    }
     sio.register_namespace(live)
     app = web.Application(
         middlewares=[security_headers(list(settings.allowed_origins)), error_middleware],
@@ -212,7 +219,7 @@ async def create_app(settings: Settings) -> web.Application:
         services, settings.data_dir / DB_FILE, reports.reports, recordings.purge_older_than
     )
     if settings.retention_days > 0:
-        loops.append(privacy.purge_forever)  # purges once at start, then daily
+        loops["retention"] = privacy.purge_forever  # purges once at start, then daily
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
@@ -229,13 +236,15 @@ async def create_app(settings: Settings) -> web.Application:
 
 def _background(
     sio: socketio.AsyncServer,
-    loops: list[Callable[[], Coroutine[Any, Any, None]]],
+    loops: dict[str, Callable[[], Coroutine[Any, Any, None]]],
     services: Services,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(loop()) for loop in loops]
+        for name, loop in loops.items():
+            services.supervisor.add(name, loop)
+        await services.supervisor.start()
         yield
-        await cancel_and_wait(tasks)
+        await services.supervisor.stop()
         await shutdown(sio)
         await services.log.close()
         await services.rooms.shutdown()

@@ -66,3 +66,18 @@ class RateLimited(UserError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__("rate_limited", message, retry_after=round(retry_after, 3))
         self.retry_after = retry_after
+
+
+class Unavailable(LivehubError):
+    """A backing service (the state store, the event log's disk) cannot be used now.
+
+    Nothing was recorded; the client may retry after ``retry_after`` seconds.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0, **details: Any) -> None:
+        super().__init__(
+            "unavailable", message, retry_after=round(retry_after, 3), retryable=True, **details
+        )
+        self.retry_after = retry_after

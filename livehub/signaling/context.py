@@ -14,6 +14,7 @@ from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 from livehub.settings import Settings
 from livehub.signaling.auth import Auth
+from livehub.supervisor import Supervisor
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,4 @@ class Services:
     likes: Likes
     moderation: Moderation
     auth: Auth
+    supervisor: Supervisor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from livehub.signaling.context import Services
 from livehub.signaling.live import LiveNamespace
 
 log = logging.getLogger("livehub.api")
+HEALTH_PROBE_SECONDS = 2.0
 
 
 class RestApi:
@@ -46,14 +48,26 @@ class RestApi:
         ]
 
     async def health(self, request: web.Request) -> web.Response:
-        try:
-            await self._s.store.get("health")
-            await self._s.log.get(0)
-        except Exception as exc:  # any failure of a backing service means unhealthy
-            log.warning("health check failed: %r", exc)
-            return web.json_response({"ok": False, "node": self._node}, status=503)
+        """200 while every supervised part runs and the store and database answer;
+        503 naming what fails otherwise."""
+        probes = (("store", self._s.store.get("health")), ("database", self._s.log.get(0)))
+        for name, probe in probes:
+            try:
+                await asyncio.wait_for(probe, HEALTH_PROBE_SECONDS)
+            except Exception as exc:  # any failure of a backing service means unhealthy
+                self._s.supervisor.report(name, f"{type(exc).__name__}: {exc}")
+            else:
+                self._s.supervisor.report(name, None)
+        failing = self._s.supervisor.failing()
         kind = "memory" if self._s.settings.redis_url is None else "redis"
-        return web.json_response({"ok": True, "store": kind, "node": self._node})
+        body = {
+            "ok": not failing,
+            "store": kind,
+            "node": self._node,
+            "failing": failing,
+            "parts": self._s.supervisor.snapshot(),
+        }
+        return web.json_response(body, status=503 if failing else 200)
 
     async def create_room(self, request: web.Request) -> web.Response:
         self._s.auth.require_admin(bearer_of(request.headers.get("Authorization")))
