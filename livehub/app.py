@@ -30,6 +30,7 @@ from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import RoomSettings
 from livehub.rooms.presence import Presence
+from livehub.rooms.recovery import Recovery
 from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService
@@ -171,7 +172,10 @@ async def create_app(settings: Settings) -> web.Application:
     offers = OfferEvents(
         services, live, OfferService(services.store, services.log, services.counters)
     )
+    # The log is the truth: each part that keeps live state in the store rebuilds it.
+    recovery = Recovery(services.store, services.rooms.open_room_ids)
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "recovery": recovery.watch,
         "fanout": fanout.run,
         "watch-time": live.accrue_forever,
         # Interaction features register their events on `live` and their loops here.
@@ -223,7 +227,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)
-    app.cleanup_ctx.append(_background(sio, loops, services))
+    app.cleanup_ctx.append(_background(sio, loops, services, recovery))
     # After _background, so it is cleaned up first: report builds stop while the log is open.
     app.cleanup_ctx.append(reports.reports.lifecycle)
     # After _background, so it is cleaned up first: streams end while the log is open.
@@ -238,8 +242,10 @@ def _background(
     sio: socketio.AsyncServer,
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]],
     services: Services,
+    recovery: Recovery,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
+        await recovery.rebuild()  # before the first viewer: open interactions are back
         for name, loop in loops.items():
             services.supervisor.add(name, loop)
         await services.supervisor.start()

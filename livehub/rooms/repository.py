@@ -62,6 +62,11 @@ class RoomRepository:
         )
         return self._decoder.decode(rows[0][0]) if rows else None
 
+    async def open_room_ids(self) -> list[str]:
+        """Every room that is not closed (what recovery rebuilds)."""
+        rows = await self._conn.execute_fetchall("SELECT id, body FROM rooms ORDER BY id")
+        return [row[0] for row in rows if not self._decoder.decode(row[1]).closed]
+
     async def insert(self, room: Room) -> bool:
         """Insert a new room; False when the id is taken."""
         cursor = await self._conn.execute(

@@ -95,6 +95,9 @@ class RoomService:
         await self._store.set(room_key(room_id), msgspec.json.encode(room).decode())
         return room
 
+    async def open_room_ids(self) -> list[str]:
+        return await self._repo.open_room_ids()
+
     async def get_open(self, room_id: str) -> Room:
         room = await self.get(room_id)
         if room.closed:
