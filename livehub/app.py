@@ -37,6 +37,7 @@ from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 from livehub.settings import Settings
 from livehub.signaling.auth import Auth
+from livehub.signaling.catchup import Catchup
 from livehub.signaling.chat_events import ChatEvents
 from livehub.signaling.context import Services
 from livehub.signaling.draw_events import DrawEvents
@@ -74,10 +75,19 @@ LIVE = web.AppKey("live", LiveNamespace)
 STARTUP = web.AppKey("startup", Startup)
 
 
-async def _open_store(settings: Settings) -> StateStore:
+async def _open_store(settings: Settings, supervisor: Supervisor) -> StateStore:
     if settings.redis_url:
-        return await RedisStore.connect(settings.redis_url)
+        return await RedisStore.connect(
+            settings.redis_url,
+            pool_size=settings.redis_pool_size,
+            wait_seconds=settings.redis_timeout,
+            on_health=lambda error: supervisor.report("store", _cause(error)),
+        )
     return MemoryStore()
+
+
+def _cause(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 async def build_services(settings: Settings) -> tuple[Services, Startup]:
@@ -88,7 +98,8 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
         admin_key, created = settings.admin_key, False
     else:
         admin_key, created = keys.load_or_create(data / "admin.key")
-    store = await _open_store(settings)
+    supervisor = Supervisor()
+    store = await _open_store(settings, supervisor)
     log = await EventLog.open(data / DB_FILE, settings.sqlite_synchronous)
     repo = await RoomRepository.open(data / DB_FILE, settings.sqlite_synchronous)
     defaults = RoomSettings(
@@ -110,14 +121,18 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
         likes=Likes(store, log, counters),
         moderation=moderation,
         auth=Auth(secret, admin_key),
-        supervisor=Supervisor(),
+        supervisor=supervisor,
     )
     return services, Startup(admin_key, created)
 
 
 async def create_app(settings: Settings) -> web.Application:
     services, startup = await build_services(settings)
-    sio = build_server(settings)
+    sio = build_server(
+        settings,
+        Catchup(services.log),
+        lambda error: services.supervisor.report("pubsub", error),
+    )
     node_id = secrets.token_hex(4)  # this run of this node (health, media, cap shares)
     tick = settings.tick_ms / 1000
     fanout = Fanout(

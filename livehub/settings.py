@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from livehub.rooms.redis_store import DEFAULT_POOL_SIZE, DEFAULT_WAIT_SECONDS
+
 ENV_PREFIX = "LIVEHUB_"
 
 
@@ -18,6 +20,8 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path("./livehub-data")
     redis_url: str | None = None
+    redis_pool_size: int = DEFAULT_POOL_SIZE  # per node; a larger burst waits for one
+    redis_timeout: float = DEFAULT_WAIT_SECONDS  # for a free connection, and for each command
     secret: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
@@ -65,6 +69,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (LIVEHUB_PORT)")
     parser.add_argument("--data-dir", help="where the database and keys live (LIVEHUB_DATA_DIR)")
     parser.add_argument("--redis-url", help="share state between nodes (LIVEHUB_REDIS_URL)")
+    parser.add_argument(
+        "--redis-pool-size",
+        type=int,
+        help="Redis connections per node, default 200; more concurrent calls wait"
+        " (LIVEHUB_REDIS_POOL_SIZE)",
+    )
+    parser.add_argument(
+        "--redis-timeout",
+        help="seconds to wait for a Redis connection and for each command, default 2;"
+        " past it the call is refused as unavailable (LIVEHUB_REDIS_TIMEOUT)",
+    )
     parser.add_argument("--secret", help="token signing secret (LIVEHUB_SECRET)")
     parser.add_argument("--admin-key", help="admin API key (LIVEHUB_ADMIN_KEY)")
     parser.add_argument(
@@ -123,13 +138,21 @@ def _coerce(name: str, raw: Any) -> Any:
         "max_frame_bytes",
         "token_ttl_seconds",
         "retention_days",
+        "redis_pool_size",
     ):
         value = int(raw)
+        if name == "redis_pool_size" and value < 1:
+            raise ValueError(f"the Redis pool needs at least 1 connection, not {value}")
         if name == "port" and not 0 <= value <= 65535:
             raise ValueError(f"port must be 0-65535, not {value}")
         if name == "retention_days" and value < 0:
             raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
+    if name == "redis_timeout":
+        seconds = float(raw)
+        if not 0 < seconds <= 60:
+            raise ValueError(f"the Redis timeout must be over 0 and at most 60 seconds, not {raw}")
+        return seconds
     if name == "turn_ttl":
         return _turn_ttl(raw)
     if name == "turn_secret":

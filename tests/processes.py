@@ -121,8 +121,11 @@ class ServerProcess:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
+        except urllib.error.HTTPError as exc:  # 503 still says what fails
+            try:
+                return exc.code, json.loads(exc.read())
+            except ValueError:
+                return exc.code, None
         except (OSError, ValueError):
             return 0, None
 

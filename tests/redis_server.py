@@ -31,6 +31,12 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def kill(self) -> None:
+        """SIGKILL: no save, no goodbye to the clients."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=_STOP_TIMEOUT)
+
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""
         if self.process.poll() is None:
@@ -42,18 +48,25 @@ class RedisProcess:
                 self.process.wait()
 
 
-def start_redis(tmp_dir: Path, binary: str | None = None) -> RedisProcess:
-    """Start redis-server on a free local port and wait until it answers PING."""
+def start_redis(
+    tmp_dir: Path, binary: str | None = None, *, port: int | None = None, persist: bool = False
+) -> RedisProcess:
+    """Start redis-server on a free local port (or ``port``, to restart one) and wait for PING.
+
+    ``persist``: an append-only file in ``tmp_dir`` (fsync every write), so a
+    restart in the same directory comes back with the data; otherwise it keeps nothing.
+    """
     executable = find_binary("redis-server", binary, "run scripts/install-system")
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = port or _free_port()
     log_path = tmp_dir / f"redis-{port}.log"
     command = [
         executable,
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if persist else "no",
+        "--appendfsync", "always",
         "--dir", str(tmp_dir),
         "--daemonize", "no",
     ]  # fmt: skip

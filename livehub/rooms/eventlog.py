@@ -132,6 +132,11 @@ class EventLog:
         )
         return self._row(next(iter(rows))) if rows else None
 
+    async def newest_id(self) -> int:
+        """The id of the last committed event (0 for an empty log)."""
+        rows = list(await self._reader.execute_fetchall("SELECT max(id) FROM events"))
+        return int(rows[0][0] or 0)
+
     async def get(self, event_id: int) -> Event | None:
         rows = await self._reader.execute_fetchall(
             "SELECT id, ts, room, stream, kind, actor, data FROM events WHERE id = ?", (event_id,)

@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
+from livehub.errors import Unavailable
 from livehub.rooms.store import StateStore
 
 log = logging.getLogger("livehub.recovery")
@@ -66,6 +67,9 @@ class Recovery:
     async def watch(self) -> None:
         """Supervised loop: rebuild whenever the store lost its epoch marker."""
         while True:
-            if await self._store.get(EPOCH_KEY) is None:
-                await self.rebuild()
+            try:
+                if await self._store.get(EPOCH_KEY) is None:
+                    await self.rebuild()
+            except Unavailable:  # the store is away: rebuild once it answers (empty or not)
+                pass
             await asyncio.sleep(self._interval)

@@ -1,4 +1,10 @@
-"""Sends each room one frame per tick with everything new, encoded once."""
+"""Sends each room one frame per tick with everything new, encoded once.
+
+The tick never dies: a room that went away drops its batch; a store that does
+not answer (Redis restarting) does not stop delivery: the batch goes out with
+the room's last known counts, and the failure is logged once per streak. The
+messages themselves are already in the log, so what was acknowledged is sent.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +15,32 @@ from typing import Any
 import msgspec
 import socketio
 
-from livehub.errors import LivehubError
+from livehub.errors import LivehubError, Unavailable
 from livehub.interactions.batcher import Batch, Batcher
 from livehub.interactions.cap_share import CapShares
 from livehub.interactions.messages import ChatMessage
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog, NewEvent
 from livehub.rooms.models import Room
-from livehub.rooms.presence import Presence
+from livehub.rooms.presence import Presence, RoomStats
 from livehub.rooms.service import RoomService
 
 log = logging.getLogger("livehub.fanout")
 NAMESPACE = "/live"
 
 
+ROOM_CHANNEL = "room:"
+
+
 def room_channel(room_id: str) -> str:
-    return f"room:{room_id}"
+    return f"{ROOM_CHANNEL}{room_id}"
+
+
+def room_of_channel(channel: object) -> str | None:
+    """The room id of a room channel; None for any other channel."""
+    if isinstance(channel, str) and channel.startswith(ROOM_CHANNEL):
+        return channel[len(ROOM_CHANNEL) :]
+    return None
 
 
 def staff_channel(room_id: str) -> str:
@@ -56,6 +72,9 @@ class Fanout:
         self._log = log_
         self._shares = shares  # several nodes: each takes its share of a room's cap
         self._logging: set[asyncio.Task[None]] = set()
+        self._known: dict[str, tuple[Room, RoomStats]] = {}  # last answer of the store
+        self._failing = False
+        self._sharing_failed = False
 
     def message(self, room: Room, message: ChatMessage) -> None:
         self._batcher.add_message(room.id, room.settings.max_danmaku_per_second, message)
@@ -68,6 +87,7 @@ class Fanout:
 
     def forget(self, room_id: str) -> None:
         self._batcher.forget(room_id)
+        self._known.pop(room_id, None)
         if self._shares is not None:
             self._shares.forget(room_id)
 
@@ -86,7 +106,9 @@ class Fanout:
                     await self._send(batch)
                 except LivehubError as err:  # the room went away between ticks
                     log.info("dropping batch for %s: %s", batch.room, err.code)
-                    self._batcher.forget(batch.room)
+                    self.forget(batch.room)
+                except Exception:  # a bug or a broken socket: this batch, not the loop
+                    log.exception("sending the batch of %s failed", batch.room)
             if loop.time() > next_tick + self._tick:  # fell behind: do not burst to catch up
                 next_tick = loop.time()
 
@@ -96,17 +118,38 @@ class Fanout:
         try:
             shares = await self._shares.update(self._batcher.demand())
         except Exception:  # the store is unreachable: keep the last shares this tick
-            log.exception("sharing room caps between nodes failed")
+            if not self._sharing_failed:
+                log.exception("sharing room caps between nodes failed; keeping the last shares")
+            self._sharing_failed = True
             return
+        self._sharing_failed = False
         for room, share in shares.items():
             self._batcher.set_share(room, share)
 
+    async def _room_and_stats(self, room_id: str) -> tuple[Room, RoomStats]:
+        """The room and its counts from the store, or the last known ones while it fails."""
+        try:
+            room = await self._rooms.get(room_id)
+            stats = await self._presence.stats(room)
+        except Unavailable:
+            known = self._known.get(room_id)
+            if known is None:
+                raise
+            if not self._failing:
+                log.warning("the store is not answering: batches go out with the last counts")
+            self._failing = True
+            return known
+        if self._failing:
+            log.info("the store answers again: batches carry fresh counts")
+        self._failing = False
+        self._known[room_id] = (room, stats)
+        return room, stats
+
     async def _send(self, batch: Batch) -> None:
-        room = await self._rooms.get(batch.room)
-        stats = await self._presence.stats(room)
-        if batch.dropped:
-            await self._counters.add_room(room.id, room.scope, "sampled_away", batch.dropped)
-            self._record_sampled(room, batch.dropped)
+        try:
+            room, stats = await self._room_and_stats(batch.room)
+        except Unavailable:  # never seen and the store is down: the messages still go
+            room, stats = None, RoomStats(viewers=0, peak=0, likes=0)
         payload = {
             "messages": msgspec.to_builtins(batch.messages),
             "deleted": batch.deleted,
@@ -115,7 +158,17 @@ class Fanout:
             "viewers": stats.viewers,
             "peak": stats.peak,
         }
-        await self.emit("batch", payload, room_channel(room.id))
+        await self.emit("batch", payload, room_channel(batch.room))
+        if room is not None and batch.dropped:
+            await self._count_sampled(room, batch.dropped)
+
+    async def _count_sampled(self, room: Room, dropped: int) -> None:
+        """The report's count of sampled-away messages; short, not fatal, while the store fails."""
+        try:
+            await self._counters.add_room(room.id, room.scope, "sampled_away", dropped)
+        except Unavailable:
+            return
+        self._record_sampled(room, dropped)
 
     def _record_sampled(self, room: Room, dropped: int) -> None:
         """Log ``chat.sampled`` {dropped} for the report, without holding up the tick."""

@@ -55,7 +55,8 @@ class RestApi:
             try:
                 await asyncio.wait_for(probe, HEALTH_PROBE_SECONDS)
             except Exception as exc:  # any failure of a backing service means unhealthy
-                self._s.supervisor.report(name, f"{type(exc).__name__}: {exc}")
+                cause = exc.__cause__ or exc  # the store's own error, as it reports it
+                self._s.supervisor.report(name, f"{type(cause).__name__}: {cause}")
             else:
                 self._s.supervisor.report(name, None)
         failing = self._s.supervisor.failing()

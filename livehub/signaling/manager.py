@@ -13,18 +13,29 @@ pinned in pyproject.toml, checked in tests/signaling/test_socket_internals.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
+from redis.asyncio import Redis
 from socketio import packet
 
+from livehub.signaling.catchup import Catchup
+from livehub.signaling.fanout import NAMESPACE
 from livehub.tasks import cancel_and_wait
 
+log = logging.getLogger("livehub.manager")
+
 MAX_BACKLOG_FRAMES = 50
+LISTEN_RETRY_FIRST = 0.1  # seconds before listening again after losing Redis, doubling
+LISTEN_RETRY_MAX = 2.0
+
+Health = Callable[[str | None], None]  # the listener's error, or None when it listens again
 MAX_BUFFERED_BYTES = 256 * 1024
 #: events after which their recipients are disconnected, on every node
 FINAL_EVENTS = frozenset({"banned"})
@@ -253,27 +264,117 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
 
 
 class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, closable.
+    """python-socketio's Redis manager, closable, and cut off from Redis only briefly.
 
-    The stock manager connects once for publishing and again for listening,
-    dropping the first client unclosed, and has no close. This keeps every client
-    it made and closes them all. It reaches into attributes pinned by the exact
-    python-socketio version in pyproject.toml (tests cover it: warnings are errors).
+    The stock manager makes a new client on every reconnect, backs off up to 60 s
+    before listening again, and logs every publish that fails. Here one client
+    (a waiting pool with bounded commands, as the state store's) lives as long as
+    the node; the listener resubscribes after at most ``LISTEN_RETRY_MAX`` seconds;
+    a failing publish is logged once per streak (this node's viewers got the frame
+    already: only other nodes miss it). While the listener has lost Redis, what other
+    nodes sent in between is lost to pub/sub, and ``catchup`` recovers it from
+    the log. It reaches into attributes pinned by the
+    exact python-socketio version in pyproject.toml (tests cover it).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: list[Any] = []
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool: Any,
+        channel: str,
+        catchup: Catchup,
+        on_health: Health | None = None,
+    ) -> None:
+        super().__init__(url, channel=channel)
+        self._pool = pool
+        self._catchup = catchup
+        self._on_health = on_health
+        self._publish_failing = False
+        self.cut_offs = 0
+        self.redis: Any = None
 
     def _redis_connect(self) -> None:
-        super()._redis_connect()
-        self._clients.append(self.redis)
+        if self.redis is None:
+            self.redis = Redis.from_pool(self._pool)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+    async def _publish(self, data: Any) -> Any:
+        if self.redis is None:
+            self._redis_connect()
+        try:
+            result = await self.redis.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:  # Redis is down: other nodes miss this frame
+            if not self._publish_failing:
+                log.error("publishing to the other nodes failed (%r); retrying per frame", exc)
+            self._publish_failing = True
+            return None
+        if self._publish_failing:
+            log.info("publishing to the other nodes works again")
+        self._publish_failing = False
+        return result
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        delay = LISTEN_RETRY_FIRST
+        subscribed = cut_off = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed, delay = True, LISTEN_RETRY_FIRST
+                    if cut_off:
+                        cut_off = False
+                        log.info("listening to the other nodes again")
+                        self._health(None)
+                        await self._call(self._rejoined)
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:  # Redis went away: listen again shortly
+                if not cut_off:
+                    cut_off = True
+                    self.cut_offs += 1
+                    log.error("cut off from the other nodes (%r); listening again", exc)
+                    self._health(f"{type(exc).__name__}: {exc}")
+                    await self._call(self._catchup.cut_off)
+                subscribed = False
+                await self._drop_pubsub()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    def _health(self, error: str | None) -> None:
+        if self._on_health is not None:
+            self._on_health(error)
+
+    async def _handle_emit(self, message: Any) -> None:
+        if message.get("event") == "batch" and message.get("data"):
+            self._catchup.delivered(message.get("room"), message["data"][0])
+        await super()._handle_emit(message)
+
+    async def _rejoined(self) -> None:
+        async def emit(event: str, data: Any, channel: str) -> None:
+            await self.server.emit(
+                event, data, room=channel, namespace=NAMESPACE, ignore_queue=True
+            )
+
+        await self._catchup.rejoined(emit, list(self.rooms.get(NAMESPACE, {})))
+
+    async def _call(self, hook: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await hook()
+        except Exception:  # a failed catch-up must not stop the listener
+            log.exception("recovering from a pub/sub cut-off failed")
+
+    async def _drop_pubsub(self) -> None:
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
 
     async def close(self) -> None:
         task = getattr(self, "thread", None)
         if isinstance(task, asyncio.Task):
             await cancel_and_wait([task])
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-        for client in self._clients:
-            await client.aclose()
+        await self._drop_pubsub()
+        if self.redis is not None:
+            await self.redis.aclose()  # the pool with it (Redis.from_pool)

@@ -13,8 +13,10 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from livehub.rooms.redis_store import client_pool
 from livehub.settings import Settings
-from livehub.signaling.manager import CapturingWebSocket, FastEmitManager, RedisManager
+from livehub.signaling.catchup import Catchup
+from livehub.signaling.manager import CapturingWebSocket, FastEmitManager, Health, RedisManager
 from livehub.tasks import cancel_and_wait
 
 SOCKET_PATH = "/socket.io/"
@@ -68,10 +70,22 @@ class LiveServer(socketio.AsyncServer):  # type: ignore[misc]
             raise
 
 
-def build_server(settings: Settings) -> socketio.AsyncServer:
+def build_server(
+    settings: Settings, catchup: Catchup | None = None, on_health: Health | None = None
+) -> socketio.AsyncServer:
+    """The Socket.IO server; with Redis, ``catchup`` recovers what a pub/sub cut-off lost."""
     manager: Any = FastEmitManager()
     if settings.redis_url:
-        manager = RedisManager(settings.redis_url, channel="livehub")
+        assert catchup is not None, "a Redis deployment recovers pub/sub cut-offs from the log"
+        manager = RedisManager(
+            settings.redis_url,
+            pool=client_pool(
+                settings.redis_url, settings.redis_pool_size, settings.redis_timeout, decode=False
+            ),
+            channel="livehub",
+            catchup=catchup,
+            on_health=on_health,
+        )
     return LiveServer(
         async_mode="aiohttp",
         client_manager=manager,
