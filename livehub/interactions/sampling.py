@@ -102,10 +102,6 @@ class TokenBucket:
         self._tokens = self._capacity()
 
     @property
-    def rate(self) -> float:
-        return float(self._rate)
-
-    @property
     def unlimited(self) -> bool:
         return self._rate == 0
 
