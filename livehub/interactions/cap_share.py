@@ -7,6 +7,10 @@ had to consider for the room over the last second (its demand), and takes the
 share of the cap that its demand is of the room's total. The shares add up to
 the cap, and a busy node gets most of it. A node that stops publishing for
 ``STALE_SECONDS`` (idle, or gone) no longer counts.
+
+The share scales the node's token bucket for the room (rate and one-second
+burst alike, keeping how full it is), so the nodes' buckets together refill at
+the cap and hold one second of it; a node alone in a room gets the whole burst.
 """
 
 from __future__ import annotations

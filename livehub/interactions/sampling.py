@@ -1,13 +1,14 @@
 """Fair sampling of danmaku in hot rooms.
 
-Each tick a room's new messages are sampled once, down to the per-viewer cap,
-and the one sample is encoded once and shared by every viewer. Staff messages
-(``priority``) always get through; the rest of the budget goes round-robin over
-senders, so one spammer cannot crowd everybody else out.
+Each tick a room's new messages are sampled once, down to what the room's
+per-viewer cap (a :class:`TokenBucket`) has left, and the one sample is encoded
+once and shared by every viewer. Staff messages (``priority``) always get
+through; the rest of the budget goes round-robin over senders, so one spammer
+cannot crowd everybody else out.
 
 A budget of ``None`` means unlimited. ``0`` is a real budget: only priority
-messages get through. (A tick of a low cap, e.g. 5/s at 100 ms ticks, often has
-a budget of 0, and that must not mean "everything".)
+messages get through. (A tick of a hot room with a low cap often has a budget
+of 0, and that must not mean "everything".)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# Caps and tick lengths are decimal settings (0.1 s); keep them exact, so ten
+# Caps, shares and tick lengths are decimals (0.1 s); keep them exact, so ten
 # ticks of 0.3 messages make 3 messages and not 2.9999999.
 _MAX_DENOMINATOR = 1_000_000
 
@@ -77,40 +78,80 @@ def _round_robin(queues: list[list[int]], spare: int, rng: random.Random) -> lis
     return chosen
 
 
-class TickBudget:
-    """A per-viewer cap of ``max_per_second`` messages, handed out one tick at a time.
+#: how much unused budget a bucket holds: one second's worth of its rate
+BURST_SECONDS = 1
 
-    Fractions of a message carry over to later ticks, so a cap of 5/s at 100 ms
-    ticks gives 1, 0, 1, 0... rather than 0 every tick. The carry starts at one
-    half, which rounds to the nearest message instead of down. Unused budget is
-    not banked: a quiet room does not earn a burst. A cap of 0 means unlimited.
+
+class TokenBucket:
+    """A per-viewer cap of ``rate`` messages a second, as a token bucket.
+
+    The bucket refills at ``rate`` with the time that passes (``now`` comes from
+    the caller's clock) and holds at most one second's worth (never less than one
+    message), so a burst below the cap per second goes out whole while a rate
+    above it is held to it. It starts full. Fractions of a message carry over, so
+    5/s drained every 100 ms gives 1, 0, 1, 0... rather than 0 every tick.
+    A ``rate`` of 0 means unlimited.
     """
 
-    __slots__ = ("_carry", "_per_tick", "max_per_second", "tick_seconds")
+    __slots__ = ("_last", "_rate", "_tokens")
 
-    def __init__(self, max_per_second: float, tick_seconds: float) -> None:
-        if max_per_second < 0:
-            raise ValueError(f"max_per_second must be >= 0, not {max_per_second}")
-        if tick_seconds <= 0:
-            raise ValueError(f"tick_seconds must be > 0, not {tick_seconds}")
-        self.max_per_second = max_per_second
-        self.tick_seconds = tick_seconds
-        self._per_tick = _exact(max_per_second) * _exact(tick_seconds)
-        self._carry = Fraction(1, 2)
+    def __init__(self, rate: float, now: float) -> None:
+        _check_rate(rate)
+        self._rate = _exact(rate)
+        self._last = now
+        self._tokens = self._capacity()
 
     @property
     def unlimited(self) -> bool:
-        return self.max_per_second == 0
+        return self._rate == 0
 
-    def take(self) -> int | None:
-        """This tick's budget for :func:`sample_fair`: ``None`` when unlimited."""
+    def _capacity(self) -> Fraction:
+        return max(Fraction(1), self._rate * BURST_SECONDS)
+
+    def _refill(self, now: float) -> None:
+        elapsed = _exact(max(0.0, now - self._last))
+        self._last = max(self._last, now)
+        self._tokens = min(self._capacity(), _exact(self._tokens + self._rate * elapsed))
+
+    def available(self, now: float) -> int | None:
+        """The whole messages the bucket holds now, the budget for :func:`sample_fair`;
+        ``None`` when unlimited."""
         if self.unlimited:
             return None
-        self._carry += self._per_tick
-        whole = math.floor(self._carry)
-        self._carry -= whole
-        return whole
+        self._refill(now)
+        return math.floor(self._tokens)
+
+    def spend(self, count: int) -> None:
+        """``count`` messages went out (priority ones beyond the budget leave no debt)."""
+        if not self.unlimited:
+            self._tokens = max(Fraction(0), self._tokens - count)
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """A new rate from ``now`` on (the cap changed, or this node's share of it).
+
+        The time until ``now`` refills at the old rate; the bucket then keeps how
+        full it is, so budget that was not used under one share is not lost, nor
+        multiplied, under another: buckets of shares that add up to one hold one
+        second of the cap between them. A bucket that was unlimited starts full.
+        """
+        _check_rate(rate)
+        exact = _exact(rate)
+        if exact == self._rate:
+            return
+        if self.unlimited or exact == 0:
+            self._rate, self._last = exact, now
+            self._tokens = self._capacity()
+            return
+        self._refill(now)
+        fill = self._tokens / self._capacity()
+        self._rate = exact
+        self._tokens = _exact(fill * self._capacity())
 
 
-def _exact(value: float) -> Fraction:
+def _check_rate(rate: float) -> None:
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0, not {rate}")
+
+
+def _exact(value: float | Fraction) -> Fraction:
     return Fraction(value).limit_denominator(_MAX_DENOMINATOR)

@@ -1,4 +1,5 @@
-"""The per-room batcher: one frame per changed room per tick, sampled fairly under a cap."""
+"""The per-room batcher: one frame per changed room per tick, sampled fairly under a cap
+that carries over between ticks (a token bucket on a driven clock)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 import random
 
 import pytest
+from fake_clock import Clock
 
 from livehub.interactions.batcher import Batch, Batcher
 from livehub.interactions.messages import ChatMessage
@@ -30,8 +32,19 @@ def msg(viewer: str = "v_ann", role: str = "viewer", text: str = "hi") -> ChatMe
 
 
 @pytest.fixture
-def batcher() -> Batcher:
-    return Batcher(TICK, random.Random(7))
+def clock() -> Clock:
+    return Clock(50_000.0)
+
+
+@pytest.fixture
+def batcher(clock: Clock) -> Batcher:
+    return Batcher(TICK, random.Random(7), clock)
+
+
+def tick(batcher: Batcher, clock: Clock) -> list[Batch]:
+    """A tick of the clock, then the drain."""
+    clock.advance(TICK)
+    return batcher.drain()
 
 
 def by_room(batches: list[Batch]) -> dict[str, Batch]:
@@ -82,77 +95,133 @@ def test_unlimited_keeps_everything(batcher: Batcher) -> None:
     assert batch.dropped == 0
 
 
-def test_cap_keeps_staff_and_counts_drops(batcher: Batcher) -> None:
-    cap = 50  # 5 messages a tick at 100 ms
+def test_cap_keeps_staff_and_counts_drops(batcher: Batcher, clock: Clock) -> None:
+    cap = 5  # a burst of 5 at most
     staff = [msg("v_host", "host"), msg("v_mod", "moderator")]
     viewers = [msg(f"v_{i}") for i in range(20)]
     for m in [viewers[0], staff[0], *viewers[1:10], staff[1], *viewers[10:]]:
         batcher.add_message("hot", cap, m)
-    [batch] = batcher.drain()
+    [batch] = tick(batcher, clock)
     assert len(batch.messages) == 5
     assert batch.dropped == 22 - 5
     assert set(staff) <= set(batch.messages)
-    assert len(batch.messages) + batch.dropped == 22
     # Kept messages stay in their original order.
     assert [m.id for m in batch.messages] == sorted(m.id for m in batch.messages)
 
 
-def test_staff_are_never_dropped_even_over_the_budget(batcher: Batcher) -> None:
-    cap = 10  # one message a tick
+def test_staff_are_never_dropped_even_over_the_budget(batcher: Batcher, clock: Clock) -> None:
+    cap = 3
     staff = [msg("v_host", "host") for _ in range(4)]
     viewers = [msg(f"v_{i}") for i in range(6)]
     for m in [*viewers, *staff]:
         batcher.add_message("hot", cap, m)
-    [batch] = batcher.drain()
+    [batch] = tick(batcher, clock)
     assert batch.messages == staff
     assert batch.dropped == 6
 
 
-def test_cap_is_shared_fairly_between_senders(batcher: Batcher) -> None:
-    cap = 30  # 3 a tick
+def test_cap_is_shared_fairly_between_senders(batcher: Batcher, clock: Clock) -> None:
+    cap = 3
     spam = [msg("v_spammer") for _ in range(50)]
     others = [msg("v_a"), msg("v_b")]
     for m in [*spam, *others]:
         batcher.add_message("hot", cap, m)
-    [batch] = batcher.drain()
+    [batch] = tick(batcher, clock)
     assert set(others) <= set(batch.messages)
     assert sum(m.viewer_id == "v_spammer" for m in batch.messages) == 1
     assert batch.dropped == 49
 
 
-def test_low_caps_carry_fractions_over_ticks(batcher: Batcher) -> None:
+def test_simultaneous_greetings_in_a_small_room_all_go_out(batcher: Batcher, clock: Clock) -> None:
+    cap = 30  # the default: 3 a tick on average, but a burst of 5 is well under 30 a second
+    greetings = [msg(f"v_{i}", text="hello!") for i in range(5)]
+    for m in greetings:
+        batcher.add_message("small", cap, m)
+    assert tick(batcher, clock) == [Batch("small", greetings, [], 0)]
+
+
+def test_a_burst_of_one_second_of_the_cap_goes_out_whole(batcher: Batcher, clock: Clock) -> None:
+    cap = 30
+    burst = [msg(f"v_{i}") for i in range(cap + 1)]
+    for m in burst[:cap]:
+        batcher.add_message("r", cap, m)
+    assert tick(batcher, clock) == [Batch("r", burst[:cap], [], 0)]
+    clock.advance(1.0)  # a second later the bucket is full again
+    for m in burst:
+        batcher.add_message("r", cap, m)
+    [batch] = tick(batcher, clock)
+    assert (len(batch.messages), batch.dropped) == (cap, 1)
+
+
+def kept_over(
+    batcher: Batcher, clock: Clock, room: str, cap: int, seconds: float, per_tick: int
+) -> tuple[int, int]:
+    """(kept, dropped) over ``seconds`` of ticks with ``per_tick`` new messages each."""
+    kept = dropped = 0
+    for n in range(round(seconds / TICK)):
+        for i in range(per_tick):
+            batcher.add_message(room, cap, msg(f"v_{n}_{i}"))
+        for batch in tick(batcher, clock):
+            kept, dropped = kept + len(batch.messages), dropped + batch.dropped
+    return kept, dropped
+
+
+def test_a_steady_rate_at_the_cap_is_never_sampled(batcher: Batcher, clock: Clock) -> None:
+    assert kept_over(batcher, clock, "r", 30, 20, 3) == (600, 0)
+
+
+def test_sampling_starts_only_when_the_sustained_rate_exceeds_the_cap(
+    batcher: Batcher, clock: Clock
+) -> None:
+    cap = 30
+    # 40 a second: for the first second the carried budget covers the excess...
+    assert kept_over(batcher, clock, "r", cap, 1, 4) == (40, 0)
+    # ...then what goes out is held to the cap a second
+    kept_over(batcher, clock, "r", cap, 5, 4)
+    assert kept_over(batcher, clock, "r", cap, 10, 4) == (cap * 10, 100)
+
+
+@pytest.mark.parametrize("per_tick", [4, 6, 30, 100])
+def test_sustained_overload_keeps_the_cap_share_of_the_messages(
+    batcher: Batcher, clock: Clock, per_tick: int
+) -> None:
+    cap, seconds = 30, 30
+    kept, dropped = kept_over(batcher, clock, "r", cap, seconds, per_tick)
+    assert cap * seconds <= kept <= cap * (seconds + 1)  # the cap, plus one carried second
+    offered = per_tick * seconds / TICK
+    assert kept + dropped == offered
+    assert kept / offered == pytest.approx(cap * TICK / per_tick, rel=0.05)
+
+
+def test_low_caps_carry_fractions_over_ticks(batcher: Batcher, clock: Clock) -> None:
     cap = 5  # half a message a tick
-    kept = 0
-    dropped = 0
-    for _ in range(10):
-        batcher.add_message("hot", cap, msg("v_a"))
-        batcher.add_message("hot", cap, msg("v_b"))
-        [batch] = batcher.drain()
-        kept += len(batch.messages)
-        dropped += batch.dropped
-    assert (kept, dropped) == (5, 15)
+    kept_over(batcher, clock, "hot", cap, 2, 2)  # spend the burst
+    assert kept_over(batcher, clock, "hot", cap, 1, 2) == (5, 15)
 
 
-def test_budget_is_not_banked_while_quiet(batcher: Batcher) -> None:
+def test_budget_is_banked_for_one_second_only(batcher: Batcher, clock: Clock) -> None:
     cap = 10
-    batcher.touch("hot", cap)
-    batcher.drain()
+    kept_over(batcher, clock, "hot", cap, 3, 10)  # the bucket is empty
     for _ in range(20):
-        assert batcher.drain() == []
-    for i in range(5):
+        assert tick(batcher, clock) == []  # two quiet seconds
+    for i in range(15):
         batcher.add_message("hot", cap, msg(f"v_{i}"))
-    [batch] = batcher.drain()
-    assert (len(batch.messages), batch.dropped) == (1, 4)
+    [batch] = tick(batcher, clock)
+    assert (len(batch.messages), batch.dropped) == (10, 5)
 
 
-def test_cap_change_applies(batcher: Batcher) -> None:
-    for i in range(5):
+def test_cap_change_applies(batcher: Batcher, clock: Clock) -> None:
+    for i in range(15):
         batcher.add_message("hot", 10, msg(f"v_{i}"))
-    assert len(batcher.drain()[0].messages) == 1
-    for i in range(5):
+    assert len(tick(batcher, clock)[0].messages) == 10
+    for i in range(15):
         batcher.add_message("hot", UNLIMITED, msg(f"v_{i}"))
-    [batch] = batcher.drain()
-    assert (len(batch.messages), batch.dropped) == (5, 0)
+    [batch] = tick(batcher, clock)
+    assert (len(batch.messages), batch.dropped) == (15, 0)
+    for i in range(15):  # a cap set again starts with a full second of it
+        batcher.add_message("hot", 5, msg(f"v_{i}"))
+    [batch] = tick(batcher, clock)
+    assert (len(batch.messages), batch.dropped) == (5, 10)
 
 
 def test_room_with_nothing_new_yields_no_batch(batcher: Batcher) -> None:
@@ -208,30 +277,53 @@ def test_messages_go_out_every_tick_and_reset_the_totals_clock() -> None:
     assert batcher.drain() == []
 
 
-def kept_over(batcher: Batcher, room: str, cap: int, ticks: int, per_tick: int) -> int:
-    kept = 0
-    for tick in range(ticks):
-        for n in range(per_tick):
-            batcher.add_message(room, cap, msg(f"v_{tick}_{n}"))
-        kept += sum(len(b.messages) for b in batcher.drain())
-    return kept
-
-
-def test_a_share_of_the_cap_scales_what_goes_out(batcher: Batcher) -> None:
-    assert kept_over(batcher, "r", 20, 10, 10) == 20  # one second at the whole cap
+def test_a_share_of_the_cap_scales_what_goes_out(batcher: Batcher, clock: Clock) -> None:
+    kept_over(batcher, clock, "r", 20, 2, 10)  # spend the burst
+    assert kept_over(batcher, clock, "r", 20, 2, 10)[0] == 40  # the whole cap
     batcher.set_share("r", 0.25)
-    assert kept_over(batcher, "r", 20, 10, 10) == 5
+    assert kept_over(batcher, clock, "r", 20, 2, 10)[0] == 10
     batcher.set_share("r", 1.0)
-    assert kept_over(batcher, "r", 20, 10, 10) == 20
+    assert kept_over(batcher, clock, "r", 20, 2, 10)[0] == 40
 
 
-def test_a_tiny_share_never_means_unlimited(batcher: Batcher) -> None:
+def test_a_share_scales_the_burst_too(clock: Clock) -> None:
+    """Two nodes at half the cap each: a burst at both at once stays within one cap."""
+    cap = 20
+    nodes = [Batcher(TICK, random.Random(n), clock) for n in range(2)]
+    for n, node in enumerate(nodes):
+        node.add_message("r", cap, msg(f"v_{n}"))
+        node.set_share("r", 0.5)
+    clock.advance(5)  # quiet: each bucket is full, at half the cap
+    for n, node in enumerate(nodes):
+        node.drain()
+        for i in range(cap):
+            node.add_message("r", cap, msg(f"v_{n}_{i}"))
+    kept = [len(b.messages) for node in nodes for b in tick(node, clock)]
+    assert kept == [cap // 2, cap // 2]
+
+
+def test_a_node_left_alone_gets_the_whole_burst(batcher: Batcher, clock: Clock) -> None:
+    """A share lowered while another node was busy, then raised again when that node is
+    gone: the unused budget keeps its fill, so a quiet node's burst is not cut."""
+    cap = 30
+    batcher.add_message("r", cap, msg())
+    batcher.set_share("r", 0.1)  # the other node had most of the demand
+    tick(batcher, clock)
+    clock.advance(2)
+    greetings = [msg(f"v_{i}", text="hi!") for i in range(5)]
+    for m in greetings:
+        batcher.add_message("r", cap, m)
+    batcher.set_share("r", 1.0)  # the other node went quiet
+    assert tick(batcher, clock) == [Batch("r", greetings, [], 0)]
+
+
+def test_a_tiny_share_never_means_unlimited(batcher: Batcher, clock: Clock) -> None:
     batcher.add_message("r", 20, msg())
     batcher.set_share("r", 0.0)
-    assert kept_over(batcher, "r", 20, 10, 10) <= 1
+    assert kept_over(batcher, clock, "r", 20, 1, 10)[0] <= 1
     batcher.add_message("u", UNLIMITED, msg())
     batcher.set_share("u", 0.1)  # an unlimited room stays unlimited
-    assert kept_over(batcher, "u", UNLIMITED, 2, 10) == 21
+    assert kept_over(batcher, clock, "u", UNLIMITED, 0.2, 10) == (21, 0)
 
 
 def test_demand_counts_what_could_be_sampled_in_capped_rooms(batcher: Batcher) -> None:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from livehub.errors import Forbidden, LivehubError, RateLimited, UserError
-from livehub.interactions.chat import REPEAT_WINDOW_SECONDS, ChatResult, ChatService
+from livehub.interactions.chat import (
+    REPEAT_WINDOW_SECONDS,
+    ChatResult,
+    ChatService,
+    repeat_key,
+    slow_key,
+)
 from livehub.interactions.messages import Draft
 from livehub.interactions.moderation import Moderation
+from livehub.interactions.normalise import clean_text
 from livehub.rooms.eventlog import Event
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import NO_STREAM, Principal, Room
@@ -349,6 +359,49 @@ async def test_concurrent_identical_client_ids(env: Chat) -> None:
     assert len(await env.events(prefix="chat.")) == 1
     assert (await env.counters.viewer("r1", NO_STREAM, "v_ann"))["messages"] == 1
     assert await env.counters.room("r1", NO_STREAM) == {"messages": 1}
+
+
+async def test_a_claim_left_without_its_event_does_not_block_the_retry(env: Chat) -> None:
+    """A crash between the store's claims and the log write: the retry is recorded."""
+    room = await env.room(slow_mode_seconds=60)
+    text = clean_text("hello after the crash")
+    await env.store.set_if_absent(repeat_key("r1", "v_ann", text), "lost", REPEAT_WINDOW_SECONDS)
+    await env.store.set_if_absent(slow_key("r1", "v_ann"), "lost", 60)
+    first = await env.send(room, ANN, text, cid="lost")
+    assert (first.message.text, first.duplicate) == (text, False)
+    again = await env.send(room, ANN, text, cid="lost")  # and then it is in the log
+    assert (again.message, again.duplicate) == (first.message, True)
+    assert [e.id for e in await env.events(prefix="chat.")] == [first.message.id]
+    # The claims are still the message's: another one is refused as before.
+    assert (await refused(env, room, ANN, text)).code == "repeated_message"
+    assert (await refused(env, room, ANN, "something else")).code == "slow_mode"
+
+
+async def test_a_claim_of_another_client_id_still_refuses(env: Chat) -> None:
+    room = await env.room()
+    text = clean_text("claimed by another message")
+    await env.store.set_if_absent(repeat_key("r1", "v_ann", text), "other", REPEAT_WINDOW_SECONDS)
+    assert (await refused(env, room, ANN, text, cid="mine")).code == "repeated_message"
+    assert await env.events(prefix="chat.") == []
+
+
+async def test_a_message_the_log_refused_claims_nothing(env: Chat, tmp_path: Path) -> None:
+    """A failed commit (here a trigger refusing every insert, as a full disk would):
+    the error reaches the sender, and neither the text nor the slow-mode slot is taken."""
+    room = await env.room(slow_mode_seconds=60)
+    with contextlib.closing(sqlite3.connect(tmp_path / "livehub.db")) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        db.commit()
+        with pytest.raises((sqlite3.DatabaseError, LivehubError)):  # raw, or as unavailable
+            await env.send(room, ANN, "not recorded", cid="c-fail")
+        db.execute("DROP TRIGGER refuse")
+        db.commit()
+    assert await env.events(prefix="chat.") == []
+    again = await env.send(room, ANN, "not recorded", cid="c-other")  # neither repeat nor slow
+    assert (again.message.text, again.duplicate) == ("not recorded", False)
 
 
 async def test_client_ids_are_per_viewer(env: Chat) -> None:

@@ -1,14 +1,17 @@
-"""A hot room: fair sampling down to the per-viewer cap, staff never sampled away."""
+"""A hot room: fair sampling down to the per-viewer cap, staff never sampled away;
+a small room: a burst under the cap reaches everybody whole."""
 
 from __future__ import annotations
 
 import asyncio
 
-from support import Server
+import pytest
+from support import LiveClient, Server
 
 
 async def test_hot_room_is_sampled_fairly_and_every_drop_is_counted(server: Server) -> None:
-    settings = {"max_danmaku_per_second": 20, "chat_rate_per_second": 100, "chat_burst": 100}
+    # 66 messages against a cap of 5 a second (a burst of 5): sampled however slowly they come
+    settings = {"max_danmaku_per_second": 5, "chat_rate_per_second": 100, "chat_burst": 100}
     created = await server.create_room(settings=settings)
     room = created["room"]["id"]
     watcher = await server.client(room, name="Watcher")
@@ -41,3 +44,26 @@ async def test_hot_room_is_sampled_fairly_and_every_drop_is_counted(server: Serv
     await asyncio.sleep(0.3)  # the sampled-away record is written off the tick's path
     logged = [e async for e in server.services.log.scan(room) if e.kind == "chat.sampled"]
     assert sum(e.data["dropped"] for e in logged) == dropped
+
+
+@pytest.mark.parametrize("cap", [30, 5])  # the default, and a burst of exactly the cap
+async def test_simultaneous_greetings_in_a_small_room_reach_every_viewer(
+    server: Server, cap: int
+) -> None:
+    created = await server.create_room(settings={"max_danmaku_per_second": cap})
+    room = created["room"]["id"]
+    viewers = [await server.client(room, name=f"Viewer {i}") for i in range(9)]
+    greeters = viewers[:5]
+    acks = await asyncio.gather(*(v.chat(f"hello from {i}") for i, v in enumerate(greeters)))
+    assert all(a["ok"] for a in acks), acks
+    sent = {a["id"] for a in acks}
+
+    def settled(viewer: LiveClient) -> bool:  # each message seen or counted as dropped
+        seen = sent & {m["id"] for m in viewer.messages()}
+        return len(seen) + sum(b["dropped"] for b in viewer.events["batch"]) >= len(sent)
+
+    for viewer in viewers:
+        await viewer.wait_until(lambda v=viewer: settled(v), timeout=10)
+    for viewer in viewers:
+        assert sum(b["dropped"] for b in viewer.events["batch"]) == 0
+        assert sorted(m["id"] for m in viewer.messages()) == sorted(sent)
