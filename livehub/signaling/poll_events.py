@@ -62,7 +62,8 @@ class PollEvents:
         self._live = live
         self._polls = polls
         self.tallies: Coalescer[tuple[str, str]] = Coalescer(TALLY_INTERVAL, self._push_key)
-        # Timers this node started: (room, poll) -> closes_at, pushed when they run out.
+        # Timers this node started or rebuilt: (room, poll) -> closes_at, pushed when they
+        # run out (the close is logged once: every node may hold the same timer).
         self._timers: dict[tuple[str, str], float] = {}
         routes: dict[str, tuple[type[Any], Handler, bool]] = {
             "poll_create": (PollCreateIn, self.create, True),
@@ -157,6 +158,15 @@ class PollEvents:
     async def _push_key(self, key: tuple[str, str]) -> None:
         room_id, poll_id = key
         await self._push(await self._polls.get(room_id, poll_id))
+
+    async def rebuild(self, room_id: str) -> None:
+        """Recovery: the room's polls back in the store from the log, and their timers here."""
+        for poll in await self._polls.rebuild(room_id):
+            key = (room_id, poll.id)
+            if poll.status == "open" and poll.closes_at is not None:
+                self._timers[key] = poll.closes_at
+            else:
+                self._timers.pop(key, None)
 
     async def expire_forever(self) -> None:
         """Close and push the polls whose timers ran out (the timers this node started)."""
