@@ -14,7 +14,9 @@ ahead of the cache. ``rebuild`` folds a room's events back into the store (the
 polls, their tallies and everyone's ballot) on start and after the store was
 emptied; timers keep their absolute ``closes_at`` (server time decides), so an
 open poll resumes with the time it had left and one that ran out meanwhile is
-closed at once by the timer loop.
+closed at once by the timer loop. A poll the log has but the store lost (it
+was emptied and the rebuild has not reached it yet) answers ``unavailable``
+(retryable), never ``not_found``.
 
 One vote per viewer per poll, decided by the log's unique key
 (``client_id=f"vote:{poll_id}"``, unique per room and viewer). The store claim
@@ -47,7 +49,7 @@ from typing import Literal
 
 import msgspec
 
-from livehub.errors import Conflict, NotFound, UserError
+from livehub.errors import Conflict, NotFound, Unavailable, UserError
 from livehub.interactions.moderation import Moderation
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
@@ -72,6 +74,7 @@ CLOUD_SIZE = 50
 
 _TURNOUT = "turnout"
 
+RESTORE_RETRY_SECONDS = 1.0  # a poll the log has and the store lost is back within this
 POLL_EVENTS = ("poll.created", "poll.opened", "poll.closed", "poll.results", "poll.vote")
 
 
@@ -314,8 +317,16 @@ class PollService:
     async def get(self, room_id: str, poll_id: str) -> Poll:
         raw = await self._store.get(_poll_key(room_id, poll_id))
         if raw is None:
+            if await self._created_in_log(room_id, poll_id):  # the store lost it: rebuilding
+                raise Unavailable("This poll is being restored; try again.", RESTORE_RETRY_SECONDS)
             raise NotFound("not_found", "No such poll in this room.")
         return self._poll_decoder.decode(raw)
+
+    async def _created_in_log(self, room_id: str, poll_id: str) -> bool:
+        async for event in self._log.scan_kinds(room_id, ("poll.created",)):
+            if event.data["poll"]["id"] == poll_id:
+                return True
+        return False
 
     async def polls(self, room_id: str) -> list[Poll]:
         """Every poll of the room, oldest first."""

@@ -29,7 +29,8 @@ an event: ``quiz.created`` (the whole quiz), ``quiz.question_opened`` (with
 store was emptied: the quizzes, the current question with its absolute
 deadline (so it resumes with the time it had left), every answer, the live
 scores, streaks, the standing snapshotted at the last reveal, the last reveal
-and the podium. Creating and opening are logged before the store changes;
+and the podium; until then a quiz the log has answers ``unavailable``
+(retryable), never ``not_found``. Creating and opening are logged before the store changes;
 reveal and end first close the question in the store (no answer may slip in
 after the standing is taken), then log, and put the quiz back as it was when
 the log refuses.
@@ -55,7 +56,7 @@ from typing import Literal
 
 import msgspec
 
-from livehub.errors import Conflict, NotFound, UserError
+from livehub.errors import Conflict, NotFound, Unavailable, UserError
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
@@ -84,6 +85,7 @@ PODIUM_SIZE = 3
 MAX_QUIZZES_PER_ROOM = 200
 STATE_QUIZZES = 5
 
+RESTORE_RETRY_SECONDS = 1.0  # a quiz the log has and the store lost is back within this
 QUIZ_EVENTS = (
     "quiz.created",
     "quiz.question_opened",
@@ -642,8 +644,16 @@ class QuizService:
     async def get(self, room_id: str, quiz_id: str) -> Quiz:
         raw = await self._store.get(_Keys(room_id, quiz_id).quiz)
         if raw is None:
+            if await self._created_in_log(room_id, quiz_id):  # the store lost it: rebuilding
+                raise Unavailable("This quiz is being restored; try again.", RESTORE_RETRY_SECONDS)
             raise NotFound("not_found", "No such quiz in this room.")
         return self._quiz_decoder.decode(raw)
+
+    async def _created_in_log(self, room_id: str, quiz_id: str) -> bool:
+        async for event in self._log.scan_kinds(room_id, ("quiz.created",)):
+            if event.data["quiz"]["id"] == quiz_id:
+                return True
+        return False
 
     async def quizzes(self, room_id: str) -> list[Quiz]:
         """Every quiz of the room, oldest first."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from livehub.errors import LivehubError
+from livehub.errors import LivehubError, Unavailable
 from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll_view
 from livehub.rooms.models import Principal, Room
 from livehub.signaling.context import Services
@@ -25,6 +25,7 @@ from livehub.signaling.throttle import Coalescer
 log = logging.getLogger("livehub.polls")
 TALLY_INTERVAL = 0.25
 TIMER_CHECK_SECONDS = 0.25
+TIMER_RETRY_SECONDS = 1.0
 
 PollId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -174,13 +175,22 @@ class PollEvents:
             await asyncio.sleep(TIMER_CHECK_SECONDS)
             now = self._polls.now()
             for key in [k for k, at in self._timers.items() if at <= now]:
-                del self._timers[key]
                 try:
                     await self._expire(key)
+                except Unavailable as exc:
+                    self._retry(key, now, exc)
                 except LivehubError:  # the room or poll went away meanwhile
-                    continue
-                except Exception:  # keep the loop for the other polls; the poll is closed by time
-                    log.exception("closing poll %s of room %s by its timer failed", key[1], key[0])
+                    self._timers.pop(key, None)
+                except Exception as exc:  # keep the loop for the other polls
+                    self._retry(key, now, exc)
+                else:
+                    self._timers.pop(key, None)
+
+    def _retry(self, key: tuple[str, str], now: float, error: Exception) -> None:
+        """The store or the log cannot be used now: the poll is closed by time all the
+        same; its close is logged and pushed once they are back."""
+        log.warning("closing poll %s of room %s by its timer failed: %r", key[1], key[0], error)
+        self._timers[key] = now + TIMER_RETRY_SECONDS
 
     async def _expire(self, key: tuple[str, str]) -> None:
         room_id, poll_id = key

@@ -466,3 +466,20 @@ async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
         env.clock(),
         env.clock() + 12,
     )
+
+
+async def test_a_poll_the_store_lost_is_unavailable_until_rebuilt(env: Env) -> None:
+    poll = await env.poll()
+    emptied = PollService(
+        MemoryStore(clock=env.clock), env.log, env.counters, env.moderation, clock=env.clock
+    )
+    room = await env.fresh_room()
+    with pytest.raises(LivehubError) as caught:
+        await emptied.vote(room, ANN, poll.id, Ballot(choices=(0,)))
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)  # try again
+    with pytest.raises(LivehubError) as caught:
+        await emptied.vote(room, ANN, "p_nothing", Ballot(choices=(0,)))
+    assert caught.value.code == "not_found"
+    await emptied.rebuild("r1")
+    await emptied.vote(room, ANN, poll.id, Ballot(choices=(0,)))
+    assert (await emptied.tally(poll)).turnout == 1

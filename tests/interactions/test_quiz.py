@@ -484,3 +484,17 @@ async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
         env.clock(),
         env.clock() + 6,
     )
+
+
+async def test_a_quiz_the_store_lost_is_unavailable_until_rebuilt(env: Env) -> None:
+    quiz = await env.quiz()
+    index = await env.next(quiz)
+    emptied = QuizService(MemoryStore(clock=env.clock), env.log, env.counters, clock=env.clock)
+    with pytest.raises(LivehubError) as caught:
+        await emptied.answer(env.room, ANN, quiz.id, index, (1,))
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)  # try again
+    with pytest.raises(LivehubError) as caught:
+        await emptied.answer(env.room, ANN, "q_nothing", index, (1,))
+    assert caught.value.code == "not_found"
+    await emptied.rebuild("r1")
+    assert (await emptied.answer(env.room, ANN, quiz.id, index, (1,))).correct
