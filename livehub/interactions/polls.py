@@ -12,11 +12,14 @@ an event (``poll.created`` with the whole poll, ``poll.opened`` with
 refused append changes nothing and a crash between the two leaves the log
 ahead of the cache. ``rebuild`` folds a room's events back into the store (the
 polls, their tallies and everyone's ballot) on start and after the store was
-emptied; timers keep their absolute ``closes_at`` (server time decides), so an
-open poll resumes with the time it had left and one that ran out meanwhile is
-closed at once by the timer loop. A poll the log has but the store lost (it
-was emptied and the rebuild has not reached it yet) answers ``unavailable``
-(retryable), never ``not_found``.
+emptied, for each poll the store lost; a poll the store still holds is left to
+the nodes keeping it live (writing an older fold over it would lose their
+votes), and one rebuilder restores each lost poll (a claim with a lease,
+``RESTORE_LEASE_SECONDS``). A lost poll asked for before the rebuild reached it
+is restored there and then, or answers ``unavailable`` (retryable) while
+another node restores it, never ``not_found``. Timers keep their absolute
+``closes_at`` (server time decides), so an open poll resumes with the time it
+had left and one that ran out meanwhile is closed at once by the timer loop.
 
 One vote per viewer per poll, decided by the log's unique key
 (``client_id=f"vote:{poll_id}"``, unique per room and viewer). The store claim
@@ -56,6 +59,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder, room_event
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 from livehub.rooms.store import StateStore
 
 PollKind = Literal["single", "multiple", "rating", "word_cloud"]
@@ -74,7 +78,7 @@ CLOUD_SIZE = 50
 
 _TURNOUT = "turnout"
 
-RESTORE_RETRY_SECONDS = 1.0  # a poll the log has and the store lost is back within this
+RESTORE_RETRY_SECONDS = 1.0  # a lost poll another node restores is back within this
 POLL_EVENTS = ("poll.created", "poll.opened", "poll.closed", "poll.results", "poll.vote")
 
 
@@ -152,6 +156,10 @@ def _seq_key(room: str) -> str:
 
 def _vote_key(room: str, poll_id: str, viewer_id: str) -> str:
     return f"poll:{room}:{poll_id}:vote:{viewer_id}"
+
+
+def _restoring_key(room: str, poll_id: str) -> str:
+    return f"poll:{room}:{poll_id}:restoring"
 
 
 def _tally_key(room: str, poll_id: str) -> str:
@@ -317,10 +325,27 @@ class PollService:
     async def get(self, room_id: str, poll_id: str) -> Poll:
         raw = await self._store.get(_poll_key(room_id, poll_id))
         if raw is None:
-            if await self._created_in_log(room_id, poll_id):  # the store lost it: rebuilding
-                raise Unavailable("This poll is being restored; try again.", RESTORE_RETRY_SECONDS)
-            raise NotFound("not_found", "No such poll in this room.")
+            return await self._lost(room_id, poll_id)
         return self._poll_decoder.decode(raw)
+
+    async def _lost(self, room_id: str, poll_id: str) -> Poll:
+        """A poll the store does not hold: restored from the log now, unless another is on it."""
+        if not await self._created_in_log(room_id, poll_id):
+            raise NotFound("not_found", "No such poll in this room.")
+        if not await self._claim(room_id, poll_id):
+            raise Unavailable("This poll is being restored; try again.", RESTORE_RETRY_SECONDS)
+        folded = await self._fold(room_id)
+        poll = folded.polls[poll_id]
+        raw = await self._store.get(_poll_key(room_id, poll_id))
+        if raw is not None:  # restored by one whose claim has just run out
+            return self._poll_decoder.decode(raw)
+        await self._restore(poll, folded.ballots.get(poll_id, {}))
+        await self._store.set_max(_seq_key(room_id), poll.seq)
+        return poll
+
+    async def _claim(self, room_id: str, poll_id: str) -> bool:
+        key = _restoring_key(room_id, poll_id)
+        return await self._store.set_if_absent(key, "1", ttl=RESTORE_LEASE_SECONDS)
 
     async def _created_in_log(self, room_id: str, poll_id: str) -> bool:
         async for event in self._log.scan_kinds(room_id, ("poll.created",)):
@@ -434,20 +459,28 @@ class PollService:
     # -- recovery ----------------------------------------------------------------
 
     async def rebuild(self, room_id: str) -> list[Poll]:
-        """Overwrite the room's polls in the store with what the log says; the polls.
+        """Put the room's polls the store lost back from the log; every poll, as logged.
 
         Each poll's tally and ballots are written before the poll itself, so on an
         emptied store no vote is taken for a poll whose tally is not back yet.
         """
-        folded = PollFold()
-        async for event in self._log.scan_kinds(room_id, POLL_EVENTS):
-            folded.apply(event)
+        folded = await self._fold(room_id)
         polls = sorted(folded.polls.values(), key=lambda p: (p.seq, p.created_at, p.id))
         for poll in polls:
-            await self._restore(poll, folded.ballots.get(poll.id, {}))
+            key = _poll_key(room_id, poll.id)
+            if await self._store.get(key) is not None or not await self._claim(room_id, poll.id):
+                continue  # held live by the store, or another rebuilder's
+            if await self._store.get(key) is None:
+                await self._restore(poll, folded.ballots.get(poll.id, {}))
         if polls:
             await self._store.set_max(_seq_key(room_id), max(p.seq for p in polls))
         return polls
+
+    async def _fold(self, room_id: str) -> PollFold:
+        folded = PollFold()
+        async for event in self._log.scan_kinds(room_id, POLL_EVENTS):
+            folded.apply(event)
+        return folded
 
     async def _restore(self, poll: Poll, ballots: dict[str, tuple[Ballot, bool]]) -> None:
         tally: dict[str, int] = {}

@@ -26,11 +26,14 @@ an event: ``quiz.created`` (the whole quiz), ``quiz.question_opened`` (with
 ``opened_at`` and ``deadline``), ``quiz.answer`` (with the answerer's ``name``),
 ``quiz.revealed`` and ``quiz.ended`` (each with the final ``deadline``).
 ``rebuild`` folds a room's events back into the store on start and after the
-store was emptied: the quizzes, the current question with its absolute
+store was emptied, for each quiz the store lost (one rebuilder restores it,
+under a claim with a lease; one the store still holds is left to the nodes
+keeping it live): the quizzes, the current question with its absolute
 deadline (so it resumes with the time it had left), every answer, the live
 scores, streaks, the standing snapshotted at the last reveal, the last reveal
-and the podium; until then a quiz the log has answers ``unavailable``
-(retryable), never ``not_found``. Creating and opening are logged before the store changes;
+and the podium. A lost quiz asked for before the rebuild reached it is restored
+there and then, or answers ``unavailable`` (retryable) while another node
+restores it, never ``not_found``. Creating and opening are logged before the store changes;
 reveal and end first close the question in the store (no answer may slip in
 after the standing is taken), then log, and put the quiz back as it was when
 the log refuses.
@@ -62,6 +65,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 from livehub.rooms.store import StateStore
 
 QuizStatus = Literal["ready", "question", "revealed", "ended"]
@@ -85,7 +89,7 @@ PODIUM_SIZE = 3
 MAX_QUIZZES_PER_ROOM = 200
 STATE_QUIZZES = 5
 
-RESTORE_RETRY_SECONDS = 1.0  # a quiz the log has and the store lost is back within this
+RESTORE_RETRY_SECONDS = 1.0  # a lost quiz another node restores is back within this
 QUIZ_EVENTS = (
     "quiz.created",
     "quiz.question_opened",
@@ -257,6 +261,7 @@ class _Keys:
         self.last_reveal = f"{base}:last_reveal"
         self.podium = f"{base}:podium"
         self.ended = f"{base}:ended"
+        self.restoring = f"{base}:restoring"
         self._base = base
 
     def marker(self, index: int, viewer_id: str) -> str:
@@ -644,10 +649,24 @@ class QuizService:
     async def get(self, room_id: str, quiz_id: str) -> Quiz:
         raw = await self._store.get(_Keys(room_id, quiz_id).quiz)
         if raw is None:
-            if await self._created_in_log(room_id, quiz_id):  # the store lost it: rebuilding
-                raise Unavailable("This quiz is being restored; try again.", RESTORE_RETRY_SECONDS)
-            raise NotFound("not_found", "No such quiz in this room.")
+            return await self._lost(room_id, quiz_id)
         return self._quiz_decoder.decode(raw)
+
+    async def _lost(self, room_id: str, quiz_id: str) -> Quiz:
+        """A quiz the store does not hold: restored from the log now, unless another is on it."""
+        if not await self._created_in_log(room_id, quiz_id):
+            raise NotFound("not_found", "No such quiz in this room.")
+        keys = _Keys(room_id, quiz_id)
+        if not await self._store.set_if_absent(keys.restoring, "1", ttl=RESTORE_LEASE_SECONDS):
+            raise Unavailable("This quiz is being restored; try again.", RESTORE_RETRY_SECONDS)
+        folded = await self._fold(room_id)
+        quiz = folded.quizzes[quiz_id]
+        raw = await self._store.get(keys.quiz)
+        if raw is not None:  # restored by one whose claim has just run out
+            return self._quiz_decoder.decode(raw)
+        await self._restore(quiz, folded)
+        await self._store.set_max(_seq_key(room_id), quiz.seq)
+        return quiz
 
     async def _created_in_log(self, room_id: str, quiz_id: str) -> bool:
         async for event in self._log.scan_kinds(room_id, ("quiz.created",)):
@@ -685,19 +704,29 @@ class QuizService:
     # -- recovery ----------------------------------------------------------------
 
     async def rebuild(self, room_id: str) -> None:
-        """Overwrite the room's quizzes in the store with what the log says.
+        """Put the room's quizzes the store lost back from the log.
 
         Each quiz's answers and standings are written before the quiz itself, so on
         an emptied store no answer is taken before the scores it adds to are back.
         """
+        folded = await self._fold(room_id)
+        quizzes = sorted(folded.quizzes.values(), key=lambda q: (q.seq, q.created_at, q.id))
+        for quiz in quizzes:
+            keys = _Keys(room_id, quiz.id)
+            if await self._store.get(keys.quiz) is not None:
+                continue  # held live by the store
+            if not await self._store.set_if_absent(keys.restoring, "1", ttl=RESTORE_LEASE_SECONDS):
+                continue  # another rebuilder's
+            if await self._store.get(keys.quiz) is None:
+                await self._restore(quiz, folded)
+        if quizzes:
+            await self._store.set_max(_seq_key(room_id), max(q.seq for q in quizzes))
+
+    async def _fold(self, room_id: str) -> QuizFold:
         folded = QuizFold()
         async for event in self._log.scan_kinds(room_id, QUIZ_EVENTS):
             folded.apply(event)
-        quizzes = sorted(folded.quizzes.values(), key=lambda q: (q.seq, q.created_at, q.id))
-        for quiz in quizzes:
-            await self._restore(quiz, folded)
-        if quizzes:
-            await self._store.set_max(_seq_key(room_id), max(q.seq for q in quizzes))
+        return folded
 
     async def _restore(self, quiz: Quiz, folded: QuizFold) -> None:
         keys = _Keys(quiz.room, quiz.id)

@@ -22,6 +22,10 @@ log = logging.getLogger("livehub.recovery")
 
 EPOCH_KEY = "livehub:epoch"
 CHECK_SECONDS = 1.0
+# A part restoring one item the store lost claims it for this long (``set_if_absent``
+# with this ttl), so concurrent rebuilders restore it once and a crashed one's claim
+# runs out.
+RESTORE_LEASE_SECONDS = 10.0
 
 RoomRebuilder = Callable[[str], Awaitable[None]]
 NodeRebuilder = Callable[[], Awaitable[None]]

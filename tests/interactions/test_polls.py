@@ -13,6 +13,7 @@ from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll
 from livehub.rooms.eventlog import Event, NewEvent
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 
 from .domain import ANN, BOB, CAT, HOST, Domain
 
@@ -468,18 +469,38 @@ async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
     )
 
 
-async def test_a_poll_the_store_lost_is_unavailable_until_rebuilt(env: Env) -> None:
+async def test_a_lost_poll_comes_back_at_the_first_ask_or_is_unavailable_meanwhile(
+    env: Env,
+) -> None:
     poll = await env.poll()
-    emptied = PollService(
-        MemoryStore(clock=env.clock), env.log, env.counters, env.moderation, clock=env.clock
-    )
+    await env.vote(ANN, poll, 0)
+    emptied = MemoryStore(clock=env.clock)
+    node = PollService(emptied, env.log, env.counters, env.moderation, clock=env.clock)
     room = await env.fresh_room()
+    # another node holds the claim on restoring it: try again
+    await emptied.set(f"poll:r1:{poll.id}:restoring", "1", ttl=RESTORE_LEASE_SECONDS)
     with pytest.raises(LivehubError) as caught:
-        await emptied.vote(room, ANN, poll.id, Ballot(choices=(0,)))
-    assert (caught.value.code, caught.value.status) == ("unavailable", 503)  # try again
+        await node.vote(room, BOB, poll.id, Ballot(choices=(1,)))
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)
     with pytest.raises(LivehubError) as caught:
-        await emptied.vote(room, ANN, "p_nothing", Ballot(choices=(0,)))
+        await node.vote(room, BOB, "p_nothing", Ballot(choices=(1,)))
     assert caught.value.code == "not_found"
-    await emptied.rebuild("r1")
-    await emptied.vote(room, ANN, poll.id, Ballot(choices=(0,)))
-    assert (await emptied.tally(poll)).turnout == 1
+    env.clock.advance(RESTORE_LEASE_SECONDS)  # that node died: its claim runs out
+    await node.vote(room, BOB, poll.id, Ballot(choices=(1,)))  # restored here, then counted
+    assert (await node.tally(poll)).counts == (1, 1, 0)
+    with pytest.raises(LivehubError) as caught:
+        await node.vote(room, ANN, poll.id, Ballot(choices=(1,)))
+    assert caught.value.code == "already_voted"
+
+
+async def test_a_rebuild_leaves_the_polls_the_store_holds_to_the_live_nodes(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    # what a live node counted meanwhile, after this rebuild read the log
+    await env.store.hset(f"poll:r1:{poll.id}:tally", {"o1": "7", "turnout": "8"})
+    await env.polls.close(env.room, HOST, poll.id)
+    other_node = PollService(env.store, env.log, env.counters, env.moderation, clock=env.clock)
+    (logged,) = await other_node.rebuild("r1")
+    assert logged.status == "closed"
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (8, (1, 7, 0))  # not written over

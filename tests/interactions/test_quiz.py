@@ -22,6 +22,7 @@ from livehub.interactions.quiz import (
 from livehub.rooms.eventlog import Event, NewEvent
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 
 from .domain import ANN, BOB, CAT, DAN, HOST, Domain
 
@@ -486,15 +487,34 @@ async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
     )
 
 
-async def test_a_quiz_the_store_lost_is_unavailable_until_rebuilt(env: Env) -> None:
-    quiz = await env.quiz()
+async def test_a_lost_quiz_comes_back_at_the_first_ask_or_is_unavailable_meanwhile(
+    env: Env,
+) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
     index = await env.next(quiz)
-    emptied = QuizService(MemoryStore(clock=env.clock), env.log, env.counters, clock=env.clock)
+    await env.answer(ANN, quiz, index, 1)
+    emptied = MemoryStore(clock=env.clock)
+    node = QuizService(emptied, env.log, env.counters, clock=env.clock)
+    await emptied.set(f"quiz:r1:{quiz.id}:restoring", "1", ttl=RESTORE_LEASE_SECONDS)
     with pytest.raises(LivehubError) as caught:
-        await emptied.answer(env.room, ANN, quiz.id, index, (1,))
+        await node.answer(env.room, BOB, quiz.id, index, (1,))
     assert (caught.value.code, caught.value.status) == ("unavailable", 503)  # try again
     with pytest.raises(LivehubError) as caught:
-        await emptied.answer(env.room, ANN, "q_nothing", index, (1,))
+        await node.answer(env.room, BOB, "q_nothing", index, (1,))
     assert caught.value.code == "not_found"
-    await emptied.rebuild("r1")
-    assert (await emptied.answer(env.room, ANN, quiz.id, index, (1,))).correct
+    env.clock.advance(RESTORE_LEASE_SECONDS)  # that node died: its claim runs out (in 20 s)
+    assert (await node.answer(env.room, BOB, quiz.id, index, (1,))).correct
+    assert await node.answer_count("r1", quiz.id, index) == 2
+    with pytest.raises(LivehubError) as caught:
+        await node.answer(env.room, ANN, quiz.id, index, (1,))
+    assert caught.value.code == "already_answered"
+
+
+async def test_a_rebuild_leaves_the_quizzes_the_store_holds_to_the_live_nodes(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    await env.store.hset(f"quiz:r1:{quiz.id}:scores", {"v_ann": "4321"})  # counted meanwhile
+    await QuizService(env.store, env.log, env.counters, clock=env.clock).rebuild("r1")
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert (await env.quizzes.me("r1", quiz.id, "v_ann")).score == 4321
