@@ -14,12 +14,16 @@ ahead of the cache. ``rebuild`` folds a room's events back into the store (the
 polls, their tallies and everyone's ballot) on start and after the store was
 emptied, for each poll the store lost; a poll the store still holds is left to
 the nodes keeping it live (writing an older fold over it would lose their
-votes), and one rebuilder restores each lost poll (a claim with a lease,
-``RESTORE_LEASE_SECONDS``). A lost poll asked for before the rebuild reached it
-is restored there and then, or answers ``unavailable`` (retryable) while
-another node restores it, never ``not_found``. Timers keep their absolute
-``closes_at`` (server time decides), so an open poll resumes with the time it
-had left and one that ran out meanwhile is closed at once by the timer loop.
+votes), except that settled votes its tally lacks are added (a node killed
+between logging a vote and counting it). One rebuilder restores or repairs
+each poll (a claim with a lease, ``RESTORE_LEASE_SECONDS``). A lost poll asked
+for before the rebuild reached it is restored there and then, or answers
+``unavailable`` (retryable) while another node restores it, never
+``not_found``. Timers keep their absolute ``closes_at`` (server time decides),
+so an open poll resumes with the time it had left and one that ran out
+meanwhile is closed at once by the timer loop. A state change logged by a node
+killed before it reached a store that survived (Redis with persistence) is not
+replayed over the live record: the staff repeating it puts it right.
 
 One vote per viewer per poll, decided by the log's unique key
 (``client_id=f"vote:{poll_id}"``, unique per room and viewer). The store claim
@@ -59,7 +63,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder, room_event
-from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, SETTLE_SECONDS
 from livehub.rooms.store import StateStore
 
 PollKind = Literal["single", "multiple", "rating", "word_cloud"]
@@ -466,15 +470,40 @@ class PollService:
         """
         folded = await self._fold(room_id)
         polls = sorted(folded.polls.values(), key=lambda p: (p.seq, p.created_at, p.id))
+        settled_before = self._clock() - SETTLE_SECONDS
         for poll in polls:
             key = _poll_key(room_id, poll.id)
-            if await self._store.get(key) is not None or not await self._claim(room_id, poll.id):
-                continue  # held live by the store, or another rebuilder's
-            if await self._store.get(key) is None:
-                await self._restore(poll, folded.ballots.get(poll.id, {}))
+            held_live = await self._store.get(key) is not None
+            if not await self._claim(room_id, poll.id):
+                continue  # another rebuilder's
+            ballots = folded.ballots.get(poll.id, {})
+            if held_live:
+                await self._repair(poll, ballots, settled_before)
+            elif await self._store.get(key) is None:
+                await self._restore(poll, ballots)
         if polls:
             await self._store.set_max(_seq_key(room_id), max(p.seq for p in polls))
         return polls
+
+    async def _repair(
+        self, poll: Poll, ballots: dict[str, LoggedVote], settled_before: float
+    ) -> None:
+        """Add to a live tally the settled votes it lacks (their node died before counting).
+
+        Only what is missing is added, on top of what live nodes count meanwhile; a
+        vote logged since ``settled_before`` may still be on its way and is left out.
+        """
+        settled = [v for v in ballots.values() if v.ts < settled_before]
+        tally, held_words = _tallies(settled)
+        for key, expected in (
+            (_tally_key(poll.room, poll.id), tally),
+            (_held_key(poll.room, poll.id), held_words),
+        ):
+            stored = await self._store.hgetall(key)
+            for field, count in expected.items():
+                missing = count - int(stored.get(field, 0))
+                if missing > 0:
+                    await self._store.hincr(key, field, missing)
 
     async def _fold(self, room_id: str) -> PollFold:
         folded = PollFold()
@@ -482,17 +511,11 @@ class PollService:
             folded.apply(event)
         return folded
 
-    async def _restore(self, poll: Poll, ballots: dict[str, tuple[Ballot, bool]]) -> None:
-        tally: dict[str, int] = {}
-        held_words: dict[str, int] = {}
-        for viewer_id, (ballot, held) in ballots.items():
-            for field in _tally_fields(ballot, held):
-                tally[field] = tally.get(field, 0) + 1
-            if ballot.text is not None and held:
-                word = ballot.text.casefold()
-                held_words[word] = held_words.get(word, 0) + 1
+    async def _restore(self, poll: Poll, ballots: dict[str, LoggedVote]) -> None:
+        tally, held_words = _tallies(ballots.values())
+        for viewer_id, vote in ballots.items():
             key = _vote_key(poll.room, poll.id, viewer_id)
-            await self._store.set(key, msgspec.json.encode(ballot).decode())
+            await self._store.set(key, msgspec.json.encode(vote.ballot).decode())
         if tally:
             await self._store.hset(
                 _tally_key(poll.room, poll.id), {f: str(n) for f, n in tally.items()}
@@ -510,6 +533,25 @@ class PollService:
         await self._store.set(_poll_key(poll.room, poll.id), msgspec.json.encode(poll).decode())
 
 
+class LoggedVote(msgspec.Struct, frozen=True):
+    ballot: Ballot
+    held: bool
+    ts: float
+
+
+def _tallies(votes: Iterable[LoggedVote]) -> tuple[dict[str, int], dict[str, int]]:
+    """The tally fields and the held words that ``votes`` add up to."""
+    tally: dict[str, int] = {}
+    held_words: dict[str, int] = {}
+    for vote in votes:
+        for field in _tally_fields(vote.ballot, vote.held):
+            tally[field] = tally.get(field, 0) + 1
+        if vote.ballot.text is not None and vote.held:
+            word = vote.ballot.text.casefold()
+            held_words[word] = held_words.get(word, 0) + 1
+    return tally, held_words
+
+
 class PollFold:
     """A room's polls and ballots folded from its ``POLL_EVENTS``, oldest first.
 
@@ -520,8 +562,8 @@ class PollFold:
 
     def __init__(self) -> None:
         self.polls: dict[str, Poll] = {}
-        # poll id -> viewer id -> (ballot, held); the log keeps one vote per viewer
-        self.ballots: dict[str, dict[str, tuple[Ballot, bool]]] = {}
+        # poll id -> viewer id -> vote; the log keeps one vote per viewer
+        self.ballots: dict[str, dict[str, LoggedVote]] = {}
 
     def apply(self, event: Event) -> None:
         data = event.data
@@ -553,7 +595,7 @@ class PollFold:
         elif event.kind == "poll.vote":
             ballot = Ballot(choices=tuple(data.get("choices") or ()), text=data.get("text"))
             votes = self.ballots.setdefault(found.id, {})
-            votes.setdefault(event.actor, (ballot, bool(data.get("held", False))))
+            votes.setdefault(event.actor, LoggedVote(ballot, bool(data.get("held")), event.ts))
 
 
 def _tally_fields(ballot: Ballot, held: bool) -> list[str]:

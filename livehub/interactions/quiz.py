@@ -28,7 +28,8 @@ an event: ``quiz.created`` (the whole quiz), ``quiz.question_opened`` (with
 ``rebuild`` folds a room's events back into the store on start and after the
 store was emptied, for each quiz the store lost (one rebuilder restores it,
 under a claim with a lease; one the store still holds is left to the nodes
-keeping it live): the quizzes, the current question with its absolute
+keeping it live, but given the settled answers it lacks, those a killed node
+had logged and not applied): the quizzes, the current question with its absolute
 deadline (so it resumes with the time it had left), every answer, the live
 scores, streaks, the standing snapshotted at the last reveal, the last reveal
 and the podium. A lost quiz asked for before the rebuild reached it is restored
@@ -65,7 +66,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
-from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, SETTLE_SECONDS
 from livehub.rooms.store import StateStore
 
 QuizStatus = Literal["ready", "question", "revealed", "ended"]
@@ -711,16 +712,54 @@ class QuizService:
         """
         folded = await self._fold(room_id)
         quizzes = sorted(folded.quizzes.values(), key=lambda q: (q.seq, q.created_at, q.id))
+        settled_before = self._clock() - SETTLE_SECONDS
         for quiz in quizzes:
             keys = _Keys(room_id, quiz.id)
-            if await self._store.get(keys.quiz) is not None:
-                continue  # held live by the store
+            held_live = await self._store.get(keys.quiz) is not None
             if not await self._store.set_if_absent(keys.restoring, "1", ttl=RESTORE_LEASE_SECONDS):
                 continue  # another rebuilder's
-            if await self._store.get(keys.quiz) is None:
+            if held_live:
+                await self._repair(quiz, folded, settled_before)
+            elif await self._store.get(keys.quiz) is None:
                 await self._restore(quiz, folded)
         if quizzes:
             await self._store.set_max(_seq_key(room_id), max(q.seq for q in quizzes))
+
+    async def _repair(self, quiz: Quiz, folded: QuizFold, settled_before: float) -> None:
+        """Put into a live quiz the settled answers it lacks (their node died applying them).
+
+        Only what is missing is added, on top of what live nodes add meanwhile; an
+        answer logged since ``settled_before`` may still be on its way and is left out.
+        """
+        keys = _Keys(quiz.room, quiz.id)
+        logged = folded.logged.get(quiz.id, {})
+        settled: dict[int, dict[str, AnswerRecord]] = {}
+        for (index, viewer_id), answer in logged.items():
+            if answer.ts < settled_before:
+                settled.setdefault(index, {})[viewer_id] = answer.record
+        names = folded.names.get(quiz.id, {})
+        for index, answers in settled.items():
+            stored = await self._store.hgetall(keys.answers(index))
+            missing = {v: r for v, r in answers.items() if v not in stored}
+            if not missing:
+                continue
+            encoded = {v: msgspec.json.encode(r).decode() for v, r in missing.items()}
+            await self._store.hset(keys.answers(index), encoded)
+            await self._store.hset(keys.names, {v: names[v] for v in missing if v in names})
+            for viewer_id, record in missing.items():
+                marker = keys.marker(index, viewer_id)
+                await self._store.set(marker, msgspec.json.encode(record.choices).decode())
+                last = await self._store.hget(keys.streaks, viewer_id)
+                if last is None or int(last.split(":")[0]) < index:
+                    streak = logged[(index, viewer_id)].streak
+                    await self._store.hset(keys.streaks, {viewer_id: f"{index}:{streak}"})
+        totals = ((keys.scores, _scores(settled, None)), (keys.answered, _answered(settled)))
+        for key, expected in totals:
+            stored = await self._store.hgetall(key)
+            for viewer_id, total in expected.items():
+                lacking = total - int(stored.get(viewer_id, 0))
+                if lacking > 0 or viewer_id not in stored:
+                    await self._store.hincr(key, viewer_id, max(lacking, 0))
 
     async def _fold(self, room_id: str) -> QuizFold:
         folded = QuizFold()
@@ -742,10 +781,7 @@ class QuizService:
                 await self._store.set(marker, msgspec.json.encode(record.choices).decode())
         scores = _scores(by_index, None)
         await self._store.hset(keys.scores, {v: str(n) for v, n in scores.items()})
-        answered: dict[str, int] = {}
-        for answers in by_index.values():
-            for viewer_id in answers:
-                answered[viewer_id] = answered.get(viewer_id, 0) + 1
+        answered = _answered(by_index)
         await self._store.hset(keys.answered, {v: str(n) for v, n in answered.items()})
         await self._store.hset(keys.names, folded.names.get(quiz.id, {}))
         await self._store.hset(keys.streaks, folded.streaks.get(quiz.id, {}))
@@ -805,6 +841,7 @@ class QuizFold:
         self.quizzes: dict[str, Quiz] = {}
         # quiz id -> question index -> viewer id -> answer (the log keeps one each)
         self.answers: dict[str, dict[int, dict[str, AnswerRecord]]] = {}
+        self.logged: dict[str, dict[tuple[int, str], LoggedAnswer]] = {}  # with streak and time
         self.names: dict[str, dict[str, str]] = {}
         self.streaks: dict[str, dict[str, str]] = {}  # viewer -> "index:streak" of the last
         self.revealed: dict[str, list[int]] = {}
@@ -862,9 +899,27 @@ class QuizFold:
             int(data["response_ms"]),
         )
         self.answers.setdefault(quiz.id, {}).setdefault(index, {}).setdefault(viewer_id, record)
-        self.streaks.setdefault(quiz.id, {})[viewer_id] = f"{index}:{int(data.get('streak', 0))}"
+        streak = int(data.get("streak", 0))
+        self.streaks.setdefault(quiz.id, {})[viewer_id] = f"{index}:{streak}"
+        answer = LoggedAnswer(record, streak, event.ts)
+        self.logged.setdefault(quiz.id, {}).setdefault((index, viewer_id), answer)
         if data.get("name"):
             self.names.setdefault(quiz.id, {})[viewer_id] = str(data["name"])
+
+
+def _answered(by_index: dict[int, dict[str, AnswerRecord]]) -> dict[str, int]:
+    """How many of the questions each viewer answered."""
+    answered: dict[str, int] = {}
+    for answers in by_index.values():
+        for viewer_id in answers:
+            answered[viewer_id] = answered.get(viewer_id, 0) + 1
+    return answered
+
+
+class LoggedAnswer(msgspec.Struct, frozen=True):
+    record: AnswerRecord
+    streak: int
+    ts: float
 
 
 def _closed_at(quiz: Quiz, at: float) -> float | None:

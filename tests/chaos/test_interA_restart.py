@@ -30,6 +30,8 @@ from processes import NodeClients, ProcessGroup, ServerProcess, create_room
 from redis_server import start_redis
 from support import LiveClient, mint_token
 
+from livehub.rooms.recovery import SETTLE_SECONDS
+
 ROOM = "show"
 LONG_TIMER = 3600
 SHORT_TIMER = 5  # the shortest a poll takes
@@ -297,6 +299,7 @@ async def test_kill_mid_voting_keeps_every_acked_vote_once_and_takes_every_retry
     acked: set[tuple[str, str]] = set()  # (viewer, event kind)
     wrong: list[Any] = []
     killed = asyncio.Event()
+    killed_at = 0.0
 
     async def burst(k: int, client: LiveClient) -> None:
         for kind, event, payload in acts(k):
@@ -311,6 +314,8 @@ async def test_kill_mid_voting_keeps_every_acked_vote_once_and_takes_every_retry
             if len(acked) >= KILL_AFTER_ACKS and not killed.is_set():
                 killed.set()
                 node.kill()
+                nonlocal killed_at
+                killed_at = time.monotonic()
 
     await asyncio.gather(*(burst(k, c) for k, c in enumerate(clients)))
     assert killed.is_set(), "every call failed before enough acks came back"
@@ -323,6 +328,9 @@ async def test_kill_mid_voting_keeps_every_acked_vote_once_and_takes_every_retry
         assert in_log[kind][viewer_id] == 1, (viewer_id, kind)
 
     await node_clients.close_all()
+    # down at least as long as a vote takes to settle: one the dead node logged and
+    # never counted is then told from one a live node is still counting
+    await asyncio.sleep(max(0.0, killed_at + SETTLE_SECONDS - time.monotonic()))
     node = procs.serve(data, redis_url=redis_url)
     already = {"poll.vote": "already_voted", "quiz.answer": "already_answered"}
     for k, viewer_id in enumerate(viewers):

@@ -504,3 +504,32 @@ async def test_a_rebuild_leaves_the_polls_the_store_holds_to_the_live_nodes(env:
     assert logged.status == "closed"
     tally = await env.polls.tally(poll)
     assert (tally.turnout, tally.counts) == (8, (1, 7, 0))  # not written over
+
+
+async def test_a_live_tally_gets_the_settled_votes_a_killed_node_never_counted(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+
+    async def logged_only(who: Principal, choice: int) -> None:
+        """A node claimed and logged this vote, then died before counting it."""
+        await env.store.set(_vote_claim(poll, who.viewer_id), f'{{"choices":[{choice}]}}')
+        data = {"poll_id": poll.id, "kind": "single", "anonymous": False, "choices": [choice]}
+        event = NewEvent(
+            "r1", "poll.vote", who.viewer_id, data, None, f"vote:{poll.id}", env.clock()
+        )
+        await env.log.append(event)
+
+    await logged_only(BOB, 2)
+    env.clock.advance(5)
+    await logged_only(CAT, 1)  # just now: perhaps still on its way to the store
+    restarted = PollService(env.store, env.log, env.counters, env.moderation, clock=env.clock)
+    await restarted.rebuild("r1")
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (2, (1, 0, 1))  # Bob's added, Cat's not yet
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")  # Cat's is settled now: added once, Bob's not again
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (3, (1, 1, 1))
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")
+    assert (await env.polls.tally(poll)).turnout == 3

@@ -518,3 +518,40 @@ async def test_a_rebuild_leaves_the_quizzes_the_store_holds_to_the_live_nodes(en
     await QuizService(env.store, env.log, env.counters, clock=env.clock).rebuild("r1")
     await env.quizzes.reveal(env.room, HOST, quiz.id)
     assert (await env.quizzes.me("r1", quiz.id, "v_ann")).score == 4321
+
+
+async def test_a_live_quiz_gets_the_settled_answers_a_killed_node_never_applied(
+    env: Env,
+) -> None:
+    quiz = await env.quiz(question(correct=(1,)), question(correct=(0,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    # Bob's answer was logged, then its node died before applying it
+    await env.store.set(f"quiz:r1:{quiz.id}:a:{index}:v_bob", "[1]")
+    data = {
+        "quiz_id": quiz.id,
+        "index": index,
+        "choices": [1],
+        "correct": True,
+        "points": 1000,
+        "base_points": 1000,
+        "streak_bonus": 0,
+        "streak": 1,
+        "response_ms": 200,
+        "name": "Bob",
+    }
+    client_id = f"quiz:{quiz.id}:{index}"
+    await env.log.append(NewEvent("r1", "quiz.answer", "v_bob", data, None, client_id, env.clock()))
+    env.clock.advance(2)
+    restarted = QuizService(env.store, env.log, env.counters, clock=env.clock)
+    await restarted.rebuild("r1")
+    await restarted.rebuild("r1")  # within the lease: left alone
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")  # nothing lacking any more: nothing added twice
+    assert await env.quizzes.answer_count("r1", quiz.id, index) == 2
+    reveal, _ = await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert [(s.name, s.score) for s in reveal.leaderboard] == [("Ann", 1000), ("Bob", 1000)]
+    index = await env.next(quiz)
+    streak = await env.answer(BOB, quiz, index, 0)
+    assert streak.points == 1000 + 100  # his streak went on from the repaired answer
+    assert (await env.quizzes.me("r1", quiz.id, "v_bob")).answered == 2
