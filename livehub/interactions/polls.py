@@ -63,7 +63,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder, room_event
-from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, SETTLE_SECONDS
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, RESTORE_RETRY_SECONDS, SETTLE_SECONDS
 from livehub.rooms.store import StateStore
 
 PollKind = Literal["single", "multiple", "rating", "word_cloud"]
@@ -82,7 +82,6 @@ CLOUD_SIZE = 50
 
 _TURNOUT = "turnout"
 
-RESTORE_RETRY_SECONDS = 1.0  # a lost poll another node restores is back within this
 POLL_EVENTS = ("poll.created", "poll.opened", "poll.closed", "poll.results", "poll.vote")
 
 

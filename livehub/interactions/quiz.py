@@ -66,7 +66,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
-from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, SETTLE_SECONDS
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, RESTORE_RETRY_SECONDS, SETTLE_SECONDS
 from livehub.rooms.store import StateStore
 
 QuizStatus = Literal["ready", "question", "revealed", "ended"]
@@ -90,7 +90,6 @@ PODIUM_SIZE = 3
 MAX_QUIZZES_PER_ROOM = 200
 STATE_QUIZZES = 5
 
-RESTORE_RETRY_SECONDS = 1.0  # a lost quiz another node restores is back within this
 QUIZ_EVENTS = (
     "quiz.created",
     "quiz.question_opened",
