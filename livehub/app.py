@@ -169,9 +169,8 @@ async def create_app(settings: Settings) -> web.Application:
         live,
         PollService(services.store, services.log, services.counters, services.moderation),
     )
-    quizzes = QuizEvents(
-        services, live, QuizService(services.store, services.log, services.counters)
-    )
+    quiz_service = QuizService(services.store, services.log, services.counters)
+    quizzes = QuizEvents(services, live, quiz_service)
     draws = DrawEvents(
         services,
         live,
@@ -189,6 +188,8 @@ async def create_app(settings: Settings) -> web.Application:
     )
     # The log is the truth: each part that keeps live state in the store rebuilds it.
     recovery = Recovery(services.store, services.rooms.open_room_ids)
+    recovery.add_room(polls.rebuild)
+    recovery.add_room(quiz_service.rebuild)
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "recovery": recovery.watch,
         "fanout": fanout.run,

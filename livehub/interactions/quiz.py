@@ -20,6 +20,33 @@ resets the streak.
 Points are added to the live scores when the answer arrives, but what viewers
 see (``quiz_me``, leaderboards) is the standing snapshotted at the last reveal,
 so nobody learns whether an answer was right before the reveal.
+
+The log is the truth, the store a cache. Every definition and state change is
+an event: ``quiz.created`` (the whole quiz), ``quiz.question_opened`` (with
+``opened_at`` and ``deadline``), ``quiz.answer`` (with the answerer's ``name``),
+``quiz.revealed`` and ``quiz.ended`` (each with the final ``deadline``).
+``rebuild`` folds a room's events back into the store on start and after the
+store was emptied, for each quiz the store lost (one rebuilder restores it,
+under a claim with a lease; one the store still holds is left to the nodes
+keeping it live, but given the settled answers it lacks, those a killed node
+had logged and not applied): the quizzes, the current question with its absolute
+deadline (so it resumes with the time it had left), every answer, the live
+scores, streaks, the standing snapshotted at the last reveal, the last reveal
+and the podium. A lost quiz asked for before the rebuild reached it is restored
+there and then, or answers ``unavailable`` (retryable) while another node
+restores it, never ``not_found``. Creating and opening are logged before the store changes;
+reveal and end first close the question in the store (no answer may slip in
+after the standing is taken), then log, and put the quiz back as it was when
+the log refuses.
+
+One answer per viewer per question, decided by the log's unique key
+(``client_id=f"quiz:{quiz_id}:{index}"``). The store marker (``set_if_absent``)
+is a fast path only: when it exists the log is asked; if the answer is there
+the reply is ``already_answered``, otherwise the marker was left by a crash (or
+a twin request still in flight) and the answer is appended now, ``created``
+deciding which request counts it. A marker this call set is removed when the
+append fails. The once-only reveal and end events use store markers the same
+way: a marker whose event is not in the log does not stop the event.
 """
 
 from __future__ import annotations
@@ -33,12 +60,13 @@ from typing import Literal
 
 import msgspec
 
-from livehub.errors import Conflict, NotFound, UserError
+from livehub.errors import Conflict, NotFound, Unavailable, UserError
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS, RESTORE_RETRY_SECONDS, SETTLE_SECONDS
 from livehub.rooms.store import StateStore
 
 QuizStatus = Literal["ready", "question", "revealed", "ended"]
@@ -61,6 +89,14 @@ LEADERBOARD_SIZE = 10
 PODIUM_SIZE = 3
 MAX_QUIZZES_PER_ROOM = 200
 STATE_QUIZZES = 5
+
+QUIZ_EVENTS = (
+    "quiz.created",
+    "quiz.question_opened",
+    "quiz.answer",
+    "quiz.revealed",
+    "quiz.ended",
+)
 
 
 def kahoot_points(points: int, response_ms: int, limit_ms: int) -> int:
@@ -225,6 +261,7 @@ class _Keys:
         self.last_reveal = f"{base}:last_reveal"
         self.podium = f"{base}:podium"
         self.ended = f"{base}:ended"
+        self.restoring = f"{base}:restoring"
         self._base = base
 
     def marker(self, index: int, viewer_id: str) -> str:
@@ -239,6 +276,18 @@ class _Keys:
 
 def _index_key(room: str) -> str:
     return f"quizzes:{room}"
+
+
+def _seq_key(room: str) -> str:
+    return f"{_index_key(room)}:seq"
+
+
+def _answer_client_id(quiz_id: str, index: int) -> str:
+    return f"quiz:{quiz_id}:{index}"
+
+
+def _already_answered() -> Conflict:
+    return Conflict("already_answered", "You already answered this question.")
 
 
 def _bad_quiz(message: str) -> UserError:
@@ -258,6 +307,7 @@ class QuizService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._log = log
         self._counters = counters
         self._clock = clock
         self._record = Recorder(log, clock)
@@ -287,11 +337,11 @@ class QuizService:
             questions=questions,
             streak_bonus=spec.streak_bonus,
             created_at=self._clock(),
-            seq=await self._store.incr(f"{_index_key(room.id)}:seq"),
+            seq=await self._store.incr(_seq_key(room.id)),
         )
+        await self._record(room, who.viewer_id, "quiz.created", {"quiz": msgspec.to_builtins(quiz)})
         await self._save(quiz)
         await self._store.sadd(_index_key(room.id), quiz.id)
-        await self._record(room, who.viewer_id, "quiz.created", {"quiz": msgspec.to_builtins(quiz)})
         return quiz
 
     async def next(self, room: Room, who: Principal, quiz_id: str) -> tuple[Quiz, QuestionOut]:
@@ -309,13 +359,14 @@ class QuizService:
         opened = msgspec.structs.replace(
             quiz, status="question", index=index, opened_at=now, deadline=now + limit
         )
-        await self._save(opened)
         await self._record(
             room,
             who.viewer_id,
             "quiz.question_opened",
-            {"quiz_id": quiz.id, "index": index, "deadline": opened.deadline},
+            {"quiz_id": quiz.id, "index": index, "opened_at": now, "deadline": opened.deadline},
+            now,
         )
+        await self._save(opened)
         return opened, self._question_out(opened, now)
 
     async def reveal(
@@ -328,10 +379,11 @@ class QuizService:
         if quiz.status == "ready":
             raise Conflict("no_question", "No question was opened yet.")
         now = self._clock()
+        before = quiz
         if quiz.status == "question":
             deadline = min(quiz.deadline or now, now)
             quiz = msgspec.structs.replace(quiz, status="revealed", deadline=deadline)
-            await self._save(quiz)
+            await self._save(quiz)  # no more answers; put back if the reveal is not logged
         keys = _Keys(room.id, quiz.id)
         question = quiz.questions[quiz.index]
         answers = {
@@ -352,20 +404,23 @@ class QuizService:
             answered=len(answers),
             leaderboard=tuple(standings[:LEADERBOARD_SIZE]),
         )
-        await self._store.set(keys.last_reveal, msgspec.json.encode(out).decode())
-        if await self._store.set_if_absent(keys.revealed(quiz.index), "1"):
-            await self._record(
-                room,
-                who.viewer_id,
-                "quiz.revealed",
-                {
-                    "quiz_id": quiz.id,
-                    "index": quiz.index,
-                    "correct": list(question.correct),
-                    "counts": counts,
-                    "answered": len(answers),
-                },
+        data: dict[str, object] = {
+            "quiz_id": quiz.id,
+            "index": quiz.index,
+            "correct": list(question.correct),
+            "counts": counts,
+            "answered": len(answers),
+            "deadline": quiz.deadline,
+        }
+        try:
+            await self._record_once(
+                room, who.viewer_id, keys.revealed(quiz.index), "quiz.revealed", data
             )
+        except BaseException:
+            if before is not quiz:
+                await self._save(before)
+            raise
+        await self._store.set(keys.last_reveal, msgspec.json.encode(out).decode())
         by_viewer = {s.viewer_id: s for s in standings}
         personal: list[tuple[str, YouOut]] = []
         for viewer_id, record in answers.items():
@@ -386,7 +441,7 @@ class QuizService:
         keys = _Keys(room.id, quiz.id)
         if quiz.status == "ended":
             raw = await self._store.get(keys.podium)
-            if raw is not None:
+            if raw is not None and await self._logged(room.id, "quiz.ended", quiz.id):
                 return self._podium_decoder.decode(raw)
         now = self._clock()
         deadline = min(quiz.deadline, now) if quiz.deadline is not None else None
@@ -399,19 +454,43 @@ class QuizService:
             leaderboard=tuple(standings[:LEADERBOARD_SIZE]),
             participants=len(standings),
         )
+        data: dict[str, object] = {
+            "quiz_id": quiz.id,
+            "podium": msgspec.to_builtins(podium.podium),
+            "participants": podium.participants,
+            "deadline": deadline,
+        }
+        try:
+            await self._record_once(room, who.viewer_id, keys.ended, "quiz.ended", data)
+        except BaseException:
+            await self._save(quiz)  # as it was: the end is not recorded
+            raise
         await self._store.set(keys.podium, msgspec.json.encode(podium).decode())
-        if await self._store.set_if_absent(keys.ended, "1"):
-            await self._record(
-                room,
-                who.viewer_id,
-                "quiz.ended",
-                {
-                    "quiz_id": quiz.id,
-                    "podium": msgspec.to_builtins(podium.podium),
-                    "participants": podium.participants,
-                },
-            )
         return podium
+
+    async def _record_once(
+        self, room: Room, actor: str, marker: str, kind: str, data: dict[str, object]
+    ) -> None:
+        """Log a once-only event; a marker whose event is not in the log (a crash) is ignored."""
+        claimed = await self._store.set_if_absent(marker, "1")
+        index = data.get("index")
+        if not claimed and await self._logged(room.id, kind, str(data["quiz_id"]), index):
+            return
+        try:
+            await self._record(room, actor, kind, data)
+        except BaseException:
+            if claimed:
+                await self._store.delete(marker)
+            raise
+
+    async def _logged(
+        self, room_id: str, kind: str, quiz_id: str, index: object | None = None
+    ) -> bool:
+        """Whether the log holds ``kind`` for this quiz (and question ``index``)."""
+        async for event in self._log.scan_kinds(room_id, (kind,)):
+            if event.data.get("quiz_id") == quiz_id and event.data.get("index") == index:
+                return True
+        return False
 
     async def _snapshot(self, keys: _Keys) -> list[Standing]:
         """Rank the live scores and store that standing as what viewers see."""
@@ -442,8 +521,13 @@ class QuizService:
             else 0
         )
         record = AnswerRecord(picked, correct, points, response_ms)
-        if not await self._store.set_if_absent(marker, msgspec.json.encode(picked).decode()):
-            raise Conflict("already_answered", "You already answered this question.")
+        client_id = _answer_client_id(quiz.id, index)
+        encoded = msgspec.json.encode(picked).decode()
+        claimed = await self._store.set_if_absent(marker, encoded)
+        if not claimed and await self._log.find(room.id, who.viewer_id, client_id) is not None:
+            raise _already_answered()
+        # Claimed now, or a marker without its answer in the log (a crash, or a twin
+        # request still in flight): the log's unique key decides.
         try:
             streak, bonus = await self._streak(keys, quiz, index, who.viewer_id, correct)
             record = AnswerRecord(picked, correct, points + bonus, response_ms)
@@ -461,15 +545,19 @@ class QuizService:
                     "streak_bonus": bonus,
                     "streak": streak,
                     "response_ms": response_ms,
+                    "name": who.name,
                 },
                 now,
-                client_id=f"quiz:{quiz.id}:{index}",
+                client_id=client_id,
             )
         except BaseException:
-            await self._store.delete(marker)  # not recorded: the viewer may try again
+            if claimed:
+                await self._store.delete(marker)  # not recorded: the viewer may try again
             raise
         if not created:
-            raise Conflict("already_answered", "You already answered this question.")
+            raise _already_answered()
+        if not claimed:
+            await self._store.set(marker, encoded)
         await self._apply(room, who, keys, index, record, streak)
         return record
 
@@ -561,8 +649,30 @@ class QuizService:
     async def get(self, room_id: str, quiz_id: str) -> Quiz:
         raw = await self._store.get(_Keys(room_id, quiz_id).quiz)
         if raw is None:
-            raise NotFound("not_found", "No such quiz in this room.")
+            return await self._lost(room_id, quiz_id)
         return self._quiz_decoder.decode(raw)
+
+    async def _lost(self, room_id: str, quiz_id: str) -> Quiz:
+        """A quiz the store does not hold: restored from the log now, unless another is on it."""
+        if not await self._created_in_log(room_id, quiz_id):
+            raise NotFound("not_found", "No such quiz in this room.")
+        keys = _Keys(room_id, quiz_id)
+        if not await self._store.set_if_absent(keys.restoring, "1", ttl=RESTORE_LEASE_SECONDS):
+            raise Unavailable("This quiz is being restored; try again.", RESTORE_RETRY_SECONDS)
+        folded = await self._fold(room_id)
+        quiz = folded.quizzes[quiz_id]
+        raw = await self._store.get(keys.quiz)
+        if raw is not None:  # restored by one whose claim has just run out
+            return self._quiz_decoder.decode(raw)
+        await self._restore(quiz, folded)
+        await self._store.set_max(_seq_key(room_id), quiz.seq)
+        return quiz
+
+    async def _created_in_log(self, room_id: str, quiz_id: str) -> bool:
+        async for event in self._log.scan_kinds(room_id, ("quiz.created",)):
+            if event.data["quiz"]["id"] == quiz_id:
+                return True
+        return False
 
     async def quizzes(self, room_id: str) -> list[Quiz]:
         """Every quiz of the room, oldest first."""
@@ -590,6 +700,240 @@ class QuizService:
 
     async def _save(self, quiz: Quiz) -> None:
         await self._store.set(_Keys(quiz.room, quiz.id).quiz, msgspec.json.encode(quiz).decode())
+
+    # -- recovery ----------------------------------------------------------------
+
+    async def rebuild(self, room_id: str) -> None:
+        """Put the room's quizzes the store lost back from the log.
+
+        Each quiz's answers and standings are written before the quiz itself, so on
+        an emptied store no answer is taken before the scores it adds to are back.
+        """
+        folded = await self._fold(room_id)
+        quizzes = sorted(folded.quizzes.values(), key=lambda q: (q.seq, q.created_at, q.id))
+        settled_before = self._clock() - SETTLE_SECONDS
+        for quiz in quizzes:
+            keys = _Keys(room_id, quiz.id)
+            held_live = await self._store.get(keys.quiz) is not None
+            if not await self._store.set_if_absent(keys.restoring, "1", ttl=RESTORE_LEASE_SECONDS):
+                continue  # another rebuilder's
+            if held_live:
+                await self._repair(quiz, folded, settled_before)
+            elif await self._store.get(keys.quiz) is None:
+                await self._restore(quiz, folded)
+        if quizzes:
+            await self._store.set_max(_seq_key(room_id), max(q.seq for q in quizzes))
+
+    async def _repair(self, quiz: Quiz, folded: QuizFold, settled_before: float) -> None:
+        """Put into a live quiz the settled answers it lacks (their node died applying them).
+
+        Only what is missing is added, on top of what live nodes add meanwhile; an
+        answer logged since ``settled_before`` may still be on its way and is left out.
+        """
+        keys = _Keys(quiz.room, quiz.id)
+        logged = folded.logged.get(quiz.id, {})
+        settled: dict[int, dict[str, AnswerRecord]] = {}
+        for (index, viewer_id), answer in logged.items():
+            if answer.ts < settled_before:
+                settled.setdefault(index, {})[viewer_id] = answer.record
+        names = folded.names.get(quiz.id, {})
+        for index, answers in settled.items():
+            stored = await self._store.hgetall(keys.answers(index))
+            missing = {v: r for v, r in answers.items() if v not in stored}
+            if not missing:
+                continue
+            encoded = {v: msgspec.json.encode(r).decode() for v, r in missing.items()}
+            await self._store.hset(keys.answers(index), encoded)
+            await self._store.hset(keys.names, {v: names[v] for v in missing if v in names})
+            for viewer_id, record in missing.items():
+                marker = keys.marker(index, viewer_id)
+                await self._store.set(marker, msgspec.json.encode(record.choices).decode())
+                last = await self._store.hget(keys.streaks, viewer_id)
+                if last is None or int(last.split(":")[0]) < index:
+                    streak = logged[(index, viewer_id)].streak
+                    await self._store.hset(keys.streaks, {viewer_id: f"{index}:{streak}"})
+        totals = ((keys.scores, _scores(settled, None)), (keys.answered, _answered(settled)))
+        for key, expected in totals:
+            stored = await self._store.hgetall(key)
+            for viewer_id, total in expected.items():
+                lacking = total - int(stored.get(viewer_id, 0))
+                if lacking > 0 or viewer_id not in stored:
+                    await self._store.hincr(key, viewer_id, max(lacking, 0))
+
+    async def _fold(self, room_id: str) -> QuizFold:
+        folded = QuizFold()
+        async for event in self._log.scan_kinds(room_id, QUIZ_EVENTS):
+            folded.apply(event)
+        return folded
+
+    async def _restore(self, quiz: Quiz, folded: QuizFold) -> None:
+        keys = _Keys(quiz.room, quiz.id)
+        by_index = folded.answers.get(quiz.id, {})
+        for index, answers in by_index.items():
+            await self._store.hset(
+                keys.answers(index),
+                {v: msgspec.json.encode(r).decode() for v, r in answers.items()},
+            )
+        if quiz.index in by_index:  # who answered the current question (``quiz_me``)
+            for viewer_id, record in by_index[quiz.index].items():
+                marker = keys.marker(quiz.index, viewer_id)
+                await self._store.set(marker, msgspec.json.encode(record.choices).decode())
+        scores = _scores(by_index, None)
+        await self._store.hset(keys.scores, {v: str(n) for v, n in scores.items()})
+        answered = _answered(by_index)
+        await self._store.hset(keys.answered, {v: str(n) for v, n in answered.items()})
+        await self._store.hset(keys.names, folded.names.get(quiz.id, {}))
+        await self._store.hset(keys.streaks, folded.streaks.get(quiz.id, {}))
+        revealed = folded.revealed.get(quiz.id, [])
+        for index in revealed:
+            await self._store.set(keys.revealed(index), "1")
+        names = folded.names.get(quiz.id, {})
+        ended = quiz.id in folded.ended
+        if ended or revealed:
+            # the standing viewers see: as snapshotted at the last reveal, or at the end
+            shown = ranking(_scores(by_index, None if ended else max(revealed)), names)
+            board = {s.viewer_id: f"{s.score}:{s.rank}" for s in shown}
+            await self._store.hset(keys.board, board)
+        if revealed:
+            last = max(revealed)
+            shown_then = ranking(_scores(by_index, last), names)
+            question = quiz.questions[last]
+            counts = [0] * len(question.options)
+            for record in by_index.get(last, {}).values():
+                for choice in record.choices:
+                    counts[choice] += 1
+            out = RevealOut(
+                quiz_id=quiz.id,
+                index=last,
+                total=quiz.total,
+                correct=question.correct,
+                counts=tuple(counts),
+                answered=len(by_index.get(last, {})),
+                leaderboard=tuple(shown_then[:LEADERBOARD_SIZE]),
+            )
+            await self._store.set(keys.last_reveal, msgspec.json.encode(out).decode())
+        if ended:
+            standings = ranking(scores, names)
+            podium = PodiumOut(
+                quiz_id=quiz.id,
+                title=quiz.title,
+                podium=tuple(s for s in standings if s.rank <= PODIUM_SIZE)[:PODIUM_SIZE],
+                leaderboard=tuple(standings[:LEADERBOARD_SIZE]),
+                participants=len(standings),
+            )
+            await self._store.set(keys.podium, msgspec.json.encode(podium).decode())
+            await self._store.set(keys.ended, "1")
+        await self._save(quiz)
+        await self._store.sadd(_index_key(quiz.room), quiz.id)
+
+
+class QuizFold:
+    """A room's quizzes and answers folded from its ``QUIZ_EVENTS``, oldest first.
+
+    Events of older versions read as well: a question opened without ``opened_at``
+    opened its time limit before its deadline; a reveal or an end without
+    ``deadline`` closed the question at the event's time (or at its deadline, if
+    earlier); an answer without ``name`` leaves the name to a later answer.
+    """
+
+    def __init__(self) -> None:
+        self.quizzes: dict[str, Quiz] = {}
+        # quiz id -> question index -> viewer id -> answer (the log keeps one each)
+        self.answers: dict[str, dict[int, dict[str, AnswerRecord]]] = {}
+        self.logged: dict[str, dict[tuple[int, str], LoggedAnswer]] = {}  # with streak and time
+        self.names: dict[str, dict[str, str]] = {}
+        self.streaks: dict[str, dict[str, str]] = {}  # viewer -> "index:streak" of the last
+        self.revealed: dict[str, list[int]] = {}
+        self.ended: set[str] = set()
+
+    def apply(self, event: Event) -> None:
+        data = event.data
+        if event.kind == "quiz.created":
+            quiz = msgspec.convert(data["quiz"], Quiz)
+            self.quizzes[quiz.id] = quiz
+            return
+        found = self.quizzes.get(str(data.get("quiz_id")))
+        if found is None:
+            return
+        if event.kind == "quiz.question_opened":
+            self._opened(found, data)
+        elif event.kind == "quiz.answer":
+            self._answer(found, event)
+        elif event.kind == "quiz.revealed":
+            index = int(data["index"])
+            self.revealed.setdefault(found.id, []).append(index)
+            if found.status == "question" and found.index == index:
+                deadline = data.get("deadline") or _closed_at(found, event.ts)
+                self.quizzes[found.id] = msgspec.structs.replace(
+                    found, status="revealed", deadline=deadline
+                )
+        elif event.kind == "quiz.ended":
+            self.ended.add(found.id)
+            deadline = data.get("deadline", _closed_at(found, event.ts))
+            self.quizzes[found.id] = msgspec.structs.replace(
+                found, status="ended", deadline=deadline
+            )
+
+    def _opened(self, quiz: Quiz, data: dict[str, object]) -> None:
+        index = int(str(data["index"]))
+        deadline = float(str(data["deadline"]))
+        limit = quiz.questions[index].time_limit_seconds
+        opened_at = data.get("opened_at")
+        self.quizzes[quiz.id] = msgspec.structs.replace(
+            quiz,
+            status="question",
+            index=index,
+            opened_at=deadline - limit if opened_at is None else float(str(opened_at)),
+            deadline=deadline,
+        )
+
+    def _answer(self, quiz: Quiz, event: Event) -> None:
+        data = event.data
+        index = int(data["index"])
+        viewer_id = event.actor
+        record = AnswerRecord(
+            tuple(data["choices"]),
+            bool(data["correct"]),
+            int(data["points"]),
+            int(data["response_ms"]),
+        )
+        self.answers.setdefault(quiz.id, {}).setdefault(index, {}).setdefault(viewer_id, record)
+        streak = int(data.get("streak", 0))
+        self.streaks.setdefault(quiz.id, {})[viewer_id] = f"{index}:{streak}"
+        answer = LoggedAnswer(record, streak, event.ts)
+        self.logged.setdefault(quiz.id, {}).setdefault((index, viewer_id), answer)
+        if data.get("name"):
+            self.names.setdefault(quiz.id, {})[viewer_id] = str(data["name"])
+
+
+def _answered(by_index: dict[int, dict[str, AnswerRecord]]) -> dict[str, int]:
+    """How many of the questions each viewer answered."""
+    answered: dict[str, int] = {}
+    for answers in by_index.values():
+        for viewer_id in answers:
+            answered[viewer_id] = answered.get(viewer_id, 0) + 1
+    return answered
+
+
+class LoggedAnswer(msgspec.Struct, frozen=True):
+    record: AnswerRecord
+    streak: int
+    ts: float
+
+
+def _closed_at(quiz: Quiz, at: float) -> float | None:
+    return min(quiz.deadline, at) if quiz.deadline is not None else at
+
+
+def _scores(by_index: dict[int, dict[str, AnswerRecord]], through: int | None) -> dict[str, int]:
+    """Everyone's points from the answers to questions up to ``through`` (None: all)."""
+    scores: dict[str, int] = {}
+    for index, answers in by_index.items():
+        if through is not None and index > through:
+            continue
+        for viewer_id, record in answers.items():
+            scores[viewer_id] = scores.get(viewer_id, 0) + record.points
+    return scores
 
 
 def _checked_question(number: int, question: Question) -> Question:

@@ -23,6 +23,16 @@ log = logging.getLogger("livehub.recovery")
 
 EPOCH_KEY = "livehub:epoch"
 CHECK_SECONDS = 1.0
+# A part restoring one item the store lost claims it for this long (``set_if_absent``
+# with this ttl), so concurrent rebuilders restore it once and a crashed one's claim
+# runs out.
+RESTORE_LEASE_SECONDS = 10.0
+# What a request for such an item is told while another holds the claim (retry_after).
+RESTORE_RETRY_SECONDS = 1.0
+# An event logged this long ago has had its store update made, or never will (its
+# node died): a repair may add what the store lacks of such events, never of newer
+# ones, which may still be on their way (a restart takes longer than this).
+SETTLE_SECONDS = 1.0
 
 RoomRebuilder = Callable[[str], Awaitable[None]]
 NodeRebuilder = Callable[[], Awaitable[None]]

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from livehub.errors import LivehubError
+from livehub.errors import LivehubError, Unavailable
 from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll_view
 from livehub.rooms.models import Principal, Room
 from livehub.signaling.context import Services
@@ -25,6 +25,7 @@ from livehub.signaling.throttle import Coalescer
 log = logging.getLogger("livehub.polls")
 TALLY_INTERVAL = 0.25
 TIMER_CHECK_SECONDS = 0.25
+TIMER_RETRY_SECONDS = 1.0
 
 PollId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -62,7 +63,8 @@ class PollEvents:
         self._live = live
         self._polls = polls
         self.tallies: Coalescer[tuple[str, str]] = Coalescer(TALLY_INTERVAL, self._push_key)
-        # Timers this node started: (room, poll) -> closes_at, pushed when they run out.
+        # Timers this node started or rebuilt: (room, poll) -> closes_at, pushed when they
+        # run out (the close is logged once: every node may hold the same timer).
         self._timers: dict[tuple[str, str], float] = {}
         routes: dict[str, tuple[type[Any], Handler, bool]] = {
             "poll_create": (PollCreateIn, self.create, True),
@@ -158,19 +160,37 @@ class PollEvents:
         room_id, poll_id = key
         await self._push(await self._polls.get(room_id, poll_id))
 
+    async def rebuild(self, room_id: str) -> None:
+        """Recovery: the room's polls back in the store from the log, and their timers here."""
+        for poll in await self._polls.rebuild(room_id):
+            key = (room_id, poll.id)
+            if poll.status == "open" and poll.closes_at is not None:
+                self._timers[key] = poll.closes_at
+            else:
+                self._timers.pop(key, None)
+
     async def expire_forever(self) -> None:
         """Close and push the polls whose timers ran out (the timers this node started)."""
         while True:
             await asyncio.sleep(TIMER_CHECK_SECONDS)
             now = self._polls.now()
             for key in [k for k, at in self._timers.items() if at <= now]:
-                del self._timers[key]
                 try:
                     await self._expire(key)
+                except Unavailable as exc:
+                    self._retry(key, now, exc)
                 except LivehubError:  # the room or poll went away meanwhile
-                    continue
-                except Exception:  # keep the loop for the other polls; the poll is closed by time
-                    log.exception("closing poll %s of room %s by its timer failed", key[1], key[0])
+                    self._timers.pop(key, None)
+                except Exception as exc:  # keep the loop for the other polls
+                    self._retry(key, now, exc)
+                else:
+                    self._timers.pop(key, None)
+
+    def _retry(self, key: tuple[str, str], now: float, error: Exception) -> None:
+        """The store or the log cannot be used now: the poll is closed by time all the
+        same; its close is logged and pushed once they are back."""
+        log.warning("closing poll %s of room %s by its timer failed: %r", key[1], key[0], error)
+        self._timers[key] = now + TIMER_RETRY_SECONDS
 
     async def _expire(self, key: tuple[str, str]) -> None:
         room_id, poll_id = key

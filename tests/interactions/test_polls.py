@@ -10,8 +10,10 @@ import pytest
 
 from livehub.errors import LivehubError
 from livehub.interactions.polls import Ballot, Poll, PollService, PollSpec, poll_view
-from livehub.rooms.eventlog import Event
+from livehub.rooms.eventlog import Event, NewEvent
+from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 
 from .domain import ANN, BOB, CAT, HOST, Domain
 
@@ -317,3 +319,217 @@ async def test_word_cloud_runs_the_rule_chain(env: Env) -> None:
     assert staff["tally"]["held_words"] == [{"word": "meh", "count": 1}]  # type: ignore[index]
     (held_event,) = [e for e in await env.events("poll.vote") if e.actor == "v_bob"]
     assert held_event.data["held"] is True and held_event.data["text"] == "meh"
+
+
+# ---------------------------------------------------------------- the log is the truth
+
+
+def _vote_claim(poll: Poll, viewer_id: str) -> str:
+    """The store key of a viewer's one-vote claim (as the service names it)."""
+    return f"poll:{poll.room}:{poll.id}:vote:{viewer_id}"
+
+
+async def _restarted(env: Env) -> PollService:
+    """The service of a node started afresh: an empty store over the same log, rebuilt."""
+    fresh = PollService(
+        MemoryStore(clock=env.clock), env.log, env.counters, env.moderation, clock=env.clock
+    )
+    await fresh.rebuild("r1")
+    return fresh
+
+
+async def _everything(polls: PollService, viewers: list[str]) -> object:
+    """Every poll, its tally and everyone's ballot, as a reader of the store sees them."""
+    found = await polls.polls("r1")
+    return (
+        found,
+        [await polls.tally(p) for p in found],
+        [await polls.my_votes("r1", viewer, found) for viewer in viewers],
+    )
+
+
+async def test_a_fresh_store_is_rebuilt_from_the_log_with_tallies_and_timers(env: Env) -> None:
+    room = await env.fresh_room()
+    await env.moderation.add_rule(room, HOST, "meh", "word", "hold")
+    draft = await env.poll(opened=False)
+    timed = await env.poll(timer_seconds=60)
+    await env.vote(ANN, timed, 1)
+    await env.vote(BOB, timed, 2)
+    multi = await env.poll("multiple")
+    await env.vote(ANN, multi, 0, 2)
+    cloud = await env.poll("word_cloud")
+    await env.vote(ANN, cloud, text="Sunny")
+    await env.vote(BOB, cloud, text="meh")
+    await env.vote(CAT, cloud, text="sunny")
+    await env.polls.close(env.room, HOST, cloud.id)
+    await env.polls.set_results(env.room, HOST, cloud.id, True)
+    env.clock.advance(20)
+    viewers = ["v_ann", "v_bob", "v_cat"]
+    before = await _everything(env.polls, viewers)
+
+    fresh = await _restarted(env)
+
+    assert await _everything(fresh, viewers) == before
+    rebuilt = await fresh.get("r1", timed.id)
+    assert rebuilt.status == "open" and rebuilt.closes_at == timed.closes_at  # 40 s left
+    assert (await fresh.get("r1", draft.id)).status == "draft"
+    # the rebuilt store goes on: one vote each, the tally on top of the old one
+    room = await env.fresh_room()
+    with pytest.raises(LivehubError) as caught:
+        await fresh.vote(room, ANN, timed.id, Ballot(choices=(0,)))
+    assert caught.value.code == "already_voted"
+    await fresh.vote(room, CAT, timed.id, Ballot(choices=(2,)))
+    tally = await fresh.tally(rebuilt)
+    assert (tally.turnout, tally.counts) == (3, (0, 1, 2))
+    later = await fresh.create(room, HOST, PollSpec(question="Next?", kind="rating"))
+    assert later.seq > cloud.seq  # the sequence goes on: polls stay in creation order
+    assert [p.id for p in await fresh.polls("r1")][-1] == later.id
+    # and the timer runs out when it would have: at its absolute closes_at
+    env.clock.now = (timed.closes_at or 0) - 0.01
+    assert await fresh.expire(room, timed.id) is None
+    env.clock.now = timed.closes_at or 0
+    closed = await fresh.expire(room, timed.id)
+    assert closed is not None and closed.closes_at == timed.closes_at
+
+
+async def test_rebuilding_twice_changes_nothing(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    await env.vote(BOB, poll, 0)
+    before = await _everything(env.polls, ["v_ann", "v_bob"])
+    await env.polls.rebuild("r1")  # over the store it came from: overwritten, not added
+    await env.polls.rebuild("r1")
+    assert await _everything(env.polls, ["v_ann", "v_bob"]) == before
+    assert (await env.polls.tally(poll)).counts == (2, 0, 0)
+
+
+async def test_a_claim_left_by_a_crash_does_not_refuse_the_vote(env: Env) -> None:
+    poll = await env.poll()
+    cloud = await env.poll("word_cloud")
+    # a node claimed these votes in the store and died before they reached the log
+    await env.store.set(_vote_claim(poll, "v_ann"), '{"choices":[2]}')
+    await env.store.set(_vote_claim(cloud, "v_ann"), '{"text":"old"}')
+    await env.vote(ANN, poll, 1)  # the retry is taken, once
+    await env.vote(ANN, cloud, text="new")
+    assert await env.refused(ANN, poll.id, 0) == "already_voted"
+    assert await env.refused(ANN, cloud.id, text="again") == "already_voted"
+    votes = await env.events("poll.vote")
+    assert [(e.actor, e.data["poll_id"]) for e in votes] == [
+        ("v_ann", poll.id),
+        ("v_ann", cloud.id),
+    ]
+    assert (await env.polls.tally(poll)).counts == (0, 1, 0)
+    assert [w.word for w in (await env.polls.tally(cloud)).words] == ["new"]
+    mine = await env.polls.my_votes("r1", "v_ann", [poll, cloud])
+    assert mine == {poll.id: Ballot(choices=(1,)), cloud.id: Ballot(text="new")}
+    assert await env.votes("v_ann") == 2
+
+
+async def test_two_requests_racing_a_crashed_claim_count_once(env: Env) -> None:
+    poll = await env.poll()
+    await env.store.set(_vote_claim(poll, "v_ann"), '{"choices":[2]}')
+    room = await env.fresh_room()
+    results = await asyncio.gather(
+        *(env.polls.vote(room, ANN, poll.id, Ballot(choices=(c,))) for c in (0, 1)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, LivehubError)]
+    assert len(refused) == 1 and refused[0].code == "already_voted"
+    assert len(await env.events("poll.vote")) == 1
+    assert (await env.polls.tally(poll)).turnout == 1
+
+
+async def test_the_timer_closes_once_when_several_nodes_hold_it(env: Env) -> None:
+    poll = await env.poll(timer_seconds=10)
+    other_node = PollService(env.store, env.log, env.counters, env.moderation, clock=env.clock)
+    env.clock.advance(10)
+    closed = await asyncio.gather(
+        env.polls.expire(env.room, poll.id), other_node.expire(env.room, poll.id)
+    )
+    assert sum(c is not None for c in closed) == 1
+    assert [e.actor for e in await env.events("poll.closed")] == ["timer"]
+
+
+async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
+    """``poll.opened`` without ``opened_at``, ``poll.closed`` without ``closes_at``."""
+    poll = await env.poll(opened=False, timer_seconds=30)
+    old = [
+        ("poll.opened", {"poll_id": poll.id, "closes_at": env.clock() + 30}, 0.0),
+        ("poll.closed", {"poll_id": poll.id, "by": "staff"}, 12.0),
+    ]
+    for kind, data, after in old:
+        stamp = env.clock() + after
+        await env.log.append(NewEvent(room="r1", kind=kind, actor="v_host", data=data, ts=stamp))
+    fresh = await _restarted(env)
+    rebuilt = await fresh.get("r1", poll.id)
+    assert (rebuilt.status, rebuilt.opened_at, rebuilt.closes_at) == (
+        "closed",
+        env.clock(),
+        env.clock() + 12,
+    )
+
+
+async def test_a_lost_poll_comes_back_at_the_first_ask_or_is_unavailable_meanwhile(
+    env: Env,
+) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    emptied = MemoryStore(clock=env.clock)
+    node = PollService(emptied, env.log, env.counters, env.moderation, clock=env.clock)
+    room = await env.fresh_room()
+    # another node holds the claim on restoring it: try again
+    await emptied.set(f"poll:r1:{poll.id}:restoring", "1", ttl=RESTORE_LEASE_SECONDS)
+    with pytest.raises(LivehubError) as caught:
+        await node.vote(room, BOB, poll.id, Ballot(choices=(1,)))
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)
+    with pytest.raises(LivehubError) as caught:
+        await node.vote(room, BOB, "p_nothing", Ballot(choices=(1,)))
+    assert caught.value.code == "not_found"
+    env.clock.advance(RESTORE_LEASE_SECONDS)  # that node died: its claim runs out
+    await node.vote(room, BOB, poll.id, Ballot(choices=(1,)))  # restored here, then counted
+    assert (await node.tally(poll)).counts == (1, 1, 0)
+    with pytest.raises(LivehubError) as caught:
+        await node.vote(room, ANN, poll.id, Ballot(choices=(1,)))
+    assert caught.value.code == "already_voted"
+
+
+async def test_a_rebuild_leaves_the_polls_the_store_holds_to_the_live_nodes(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+    # what a live node counted meanwhile, after this rebuild read the log
+    await env.store.hset(f"poll:r1:{poll.id}:tally", {"o1": "7", "turnout": "8"})
+    await env.polls.close(env.room, HOST, poll.id)
+    other_node = PollService(env.store, env.log, env.counters, env.moderation, clock=env.clock)
+    (logged,) = await other_node.rebuild("r1")
+    assert logged.status == "closed"
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (8, (1, 7, 0))  # not written over
+
+
+async def test_a_live_tally_gets_the_settled_votes_a_killed_node_never_counted(env: Env) -> None:
+    poll = await env.poll()
+    await env.vote(ANN, poll, 0)
+
+    async def logged_only(who: Principal, choice: int) -> None:
+        """A node claimed and logged this vote, then died before counting it."""
+        await env.store.set(_vote_claim(poll, who.viewer_id), f'{{"choices":[{choice}]}}')
+        data = {"poll_id": poll.id, "kind": "single", "anonymous": False, "choices": [choice]}
+        event = NewEvent(
+            "r1", "poll.vote", who.viewer_id, data, None, f"vote:{poll.id}", env.clock()
+        )
+        await env.log.append(event)
+
+    await logged_only(BOB, 2)
+    env.clock.advance(5)
+    await logged_only(CAT, 1)  # just now: perhaps still on its way to the store
+    restarted = PollService(env.store, env.log, env.counters, env.moderation, clock=env.clock)
+    await restarted.rebuild("r1")
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (2, (1, 0, 1))  # Bob's added, Cat's not yet
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")  # Cat's is settled now: added once, Bob's not again
+    tally = await env.polls.tally(poll)
+    assert (tally.turnout, tally.counts) == (3, (1, 1, 1))
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")
+    assert (await env.polls.tally(poll)).turnout == 3

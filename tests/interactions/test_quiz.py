@@ -19,8 +19,10 @@ from livehub.interactions.quiz import (
     ranking,
     streak_bonus,
 )
-from livehub.rooms.eventlog import Event
+from livehub.rooms.eventlog import Event, NewEvent
+from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.recovery import RESTORE_LEASE_SECONDS
 
 from .domain import ANN, BOB, CAT, DAN, HOST, Domain
 
@@ -349,3 +351,207 @@ async def test_the_podium_at_the_end(env: Env) -> None:
     assert [s["name"] for s in ended.data["podium"]] == ["Ann", "Bob", "Cat"]
     (state,) = await env.quizzes.state("r1", "v_dan")
     assert state.status == "ended" and state.podium == podium and state.me.rank == 4
+
+
+# ---------------------------------------------------------------- the log is the truth
+
+
+async def _restarted(env: Env) -> QuizService:
+    """The service of a node started afresh: an empty store over the same log, rebuilt."""
+    fresh = QuizService(MemoryStore(clock=env.clock), env.log, env.counters, clock=env.clock)
+    await fresh.rebuild("r1")
+    return fresh
+
+
+VIEWERS = ("v_ann", "v_bob", "v_cat", "v_dan")
+
+
+async def _everything(quizzes: QuizService) -> object:
+    """What anyone can read of the room's quizzes: definitions, states, standings, counts."""
+    found = await quizzes.quizzes("r1")
+    return (
+        found,
+        [await quizzes.state("r1", viewer) for viewer in VIEWERS],
+        [await quizzes.answer_count("r1", q.id, q.index) for q in found],
+    )
+
+
+async def test_a_fresh_store_is_rebuilt_from_the_log_at_every_step(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,)), question(correct=(0,)), question(correct=(2,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)  # 1000
+    await env.answer(BOB, quiz, index, 0)  # wrong
+    env.clock.advance(10)
+    await env.answer(CAT, quiz, index, 1)  # 750
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert await _everything(await _restarted(env)) == await _everything(env.quizzes)
+    index = await env.next(quiz)
+    env.clock.advance(0.3)
+    await env.answer(ANN, quiz, index, 0)  # 1000 + 100 for a streak of two
+    env.clock.advance(4.7)
+    await env.answer(BOB, quiz, index, 0)  # 875
+    env.clock.advance(3)
+    before = await _everything(env.quizzes)
+
+    fresh = await _restarted(env)  # 8 s into a 20 s question
+
+    assert await _everything(fresh) == before
+    rebuilt = await fresh.get("r1", quiz.id)
+    assert (rebuilt.status, rebuilt.index) == ("question", 1)
+    assert rebuilt.deadline == (await env.quizzes.get("r1", quiz.id)).deadline  # 12 s left
+    with pytest.raises(LivehubError) as caught:
+        await fresh.answer(env.room, ANN, quiz.id, index, (0,))
+    assert caught.value.code == "already_answered"
+    late = await fresh.answer(env.room, DAN, quiz.id, index, (0,))
+    assert (late.response_ms, late.points) == (8000, 800)  # timed from the first opening
+    reveal, _ = await fresh.reveal(env.room, HOST, quiz.id)
+    assert [(s.name, s.score, s.rank) for s in reveal.leaderboard] == [
+        ("Ann", 2100, 1),
+        ("Bob", 875, 2),
+        ("Dan", 800, 3),
+        ("Cat", 750, 4),
+    ]
+    again = await _restarted(env)  # revealed: the same reveal and standings come back
+    assert await _everything(again) == await _everything(fresh)
+    await again.next(env.room, HOST, quiz.id)
+    streak = await again.answer(env.room, ANN, quiz.id, 2, (2,))
+    assert streak.points == 1000 + 200  # the third correct answer in a row
+    broken = await again.answer(env.room, CAT, quiz.id, 2, (2,))
+    assert broken.points == 1000  # Cat missed the second question
+    podium = await again.end(env.room, HOST, quiz.id)
+    ended = await _restarted(env)
+    assert await _everything(ended) == await _everything(again)
+    assert await ended.end(env.room, HOST, quiz.id) == podium
+    kinds = [e.kind for e in await env.events() if e.kind != "quiz.answer"]
+    assert kinds.count("quiz.revealed") == 2 and kinds.count("quiz.ended") == 1
+
+
+async def test_rebuilding_over_the_same_store_changes_nothing(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,)), question())
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    await env.answer(BOB, quiz, index, 1)
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    await env.next(quiz)
+    before = await _everything(env.quizzes)
+    await env.quizzes.rebuild("r1")
+    await env.quizzes.rebuild("r1")
+    assert await _everything(env.quizzes) == before
+    assert (await env.quizzes.me("r1", quiz.id, "v_ann")).answered == 1
+
+
+async def test_a_marker_left_by_a_crash_does_not_refuse_the_answer(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
+    index = await env.next(quiz)
+    # a node set Ann's marker and died before her answer reached the log
+    await env.store.set(f"quiz:r1:{quiz.id}:a:{index}:v_ann", "[3]")
+    record = await env.answer(ANN, quiz, index, 1)
+    assert record.correct and record.points == 1000
+    assert await env.refused(ANN, quiz.id, index, 2) == "already_answered"
+    assert [e.actor for e in await env.events("quiz.answer")] == ["v_ann"]
+    me = await env.quizzes.me("r1", quiz.id, "v_ann")
+    assert (me.answered, me.current_choices) == (1, (1,))
+    assert await env.counter("v_ann", "answers") == 1
+
+
+async def test_reveal_and_end_markers_left_by_a_crash_do_not_stop_their_events(
+    env: Env,
+) -> None:
+    quiz = await env.quiz(question())
+    index = await env.next(quiz)
+    await env.store.set(f"quiz:r1:{quiz.id}:revealed:{index}", "1")
+    await env.store.set(f"quiz:r1:{quiz.id}:ended", "1")
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    await env.quizzes.end(env.room, HOST, quiz.id)
+    await env.quizzes.end(env.room, HOST, quiz.id)
+    kinds = [e.kind for e in await env.events()]
+    assert kinds == ["quiz.created", "quiz.question_opened", "quiz.revealed", "quiz.ended"]
+
+
+async def test_events_of_older_versions_rebuild_too(env: Env) -> None:
+    """``question_opened`` without ``opened_at``, ``revealed`` without ``deadline``."""
+    quiz = await env.quiz(question(limit=20))
+    old = [
+        ("quiz.question_opened", {"quiz_id": quiz.id, "index": 0, "deadline": env.clock() + 20}),
+        ("quiz.revealed", {"quiz_id": quiz.id, "index": 0, "correct": [1], "counts": [0] * 4}),
+    ]
+    for after, (kind, data) in zip((0.0, 6.0), old, strict=True):
+        stamp = env.clock() + after
+        await env.log.append(NewEvent(room="r1", kind=kind, actor="v_host", data=data, ts=stamp))
+    rebuilt = await (await _restarted(env)).get("r1", quiz.id)
+    assert (rebuilt.status, rebuilt.opened_at, rebuilt.deadline) == (
+        "revealed",
+        env.clock(),
+        env.clock() + 6,
+    )
+
+
+async def test_a_lost_quiz_comes_back_at_the_first_ask_or_is_unavailable_meanwhile(
+    env: Env,
+) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    emptied = MemoryStore(clock=env.clock)
+    node = QuizService(emptied, env.log, env.counters, clock=env.clock)
+    await emptied.set(f"quiz:r1:{quiz.id}:restoring", "1", ttl=RESTORE_LEASE_SECONDS)
+    with pytest.raises(LivehubError) as caught:
+        await node.answer(env.room, BOB, quiz.id, index, (1,))
+    assert (caught.value.code, caught.value.status) == ("unavailable", 503)  # try again
+    with pytest.raises(LivehubError) as caught:
+        await node.answer(env.room, BOB, "q_nothing", index, (1,))
+    assert caught.value.code == "not_found"
+    env.clock.advance(RESTORE_LEASE_SECONDS)  # that node died: its claim runs out (in 20 s)
+    assert (await node.answer(env.room, BOB, quiz.id, index, (1,))).correct
+    assert await node.answer_count("r1", quiz.id, index) == 2
+    with pytest.raises(LivehubError) as caught:
+        await node.answer(env.room, ANN, quiz.id, index, (1,))
+    assert caught.value.code == "already_answered"
+
+
+async def test_a_rebuild_leaves_the_quizzes_the_store_holds_to_the_live_nodes(env: Env) -> None:
+    quiz = await env.quiz(question(correct=(1,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    await env.store.hset(f"quiz:r1:{quiz.id}:scores", {"v_ann": "4321"})  # counted meanwhile
+    await QuizService(env.store, env.log, env.counters, clock=env.clock).rebuild("r1")
+    await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert (await env.quizzes.me("r1", quiz.id, "v_ann")).score == 4321
+
+
+async def test_a_live_quiz_gets_the_settled_answers_a_killed_node_never_applied(
+    env: Env,
+) -> None:
+    quiz = await env.quiz(question(correct=(1,)), question(correct=(0,)))
+    index = await env.next(quiz)
+    await env.answer(ANN, quiz, index, 1)
+    # Bob's answer was logged, then its node died before applying it
+    await env.store.set(f"quiz:r1:{quiz.id}:a:{index}:v_bob", "[1]")
+    data = {
+        "quiz_id": quiz.id,
+        "index": index,
+        "choices": [1],
+        "correct": True,
+        "points": 1000,
+        "base_points": 1000,
+        "streak_bonus": 0,
+        "streak": 1,
+        "response_ms": 200,
+        "name": "Bob",
+    }
+    client_id = f"quiz:{quiz.id}:{index}"
+    await env.log.append(NewEvent("r1", "quiz.answer", "v_bob", data, None, client_id, env.clock()))
+    env.clock.advance(2)
+    restarted = QuizService(env.store, env.log, env.counters, clock=env.clock)
+    await restarted.rebuild("r1")
+    await restarted.rebuild("r1")  # within the lease: left alone
+    env.clock.advance(RESTORE_LEASE_SECONDS)
+    await restarted.rebuild("r1")  # nothing lacking any more: nothing added twice
+    assert await env.quizzes.answer_count("r1", quiz.id, index) == 2
+    reveal, _ = await env.quizzes.reveal(env.room, HOST, quiz.id)
+    assert [(s.name, s.score) for s in reveal.leaderboard] == [("Ann", 1000), ("Bob", 1000)]
+    index = await env.next(quiz)
+    streak = await env.answer(BOB, quiz, index, 0)
+    assert streak.points == 1000 + 100  # his streak went on from the repaired answer
+    assert (await env.quizzes.me("r1", quiz.id, "v_bob")).answered == 2

@@ -157,6 +157,19 @@ async def test_by_kinds(log: CountingLog) -> None:
     assert await log.by_kinds("nope", ["chat.message"]) == []
 
 
+async def test_scan_kinds_reads_every_batch(log: CountingLog) -> None:
+    ids = []
+    for i in range(11):
+        event, _ = await log.append(chat(text=str(i), kind="like" if i % 3 else "chat.message"))
+        ids.append(event.id)
+    await log.append(chat(room="other", kind="like"))
+    likes = [e async for e in log.scan_kinds("r1", ["like"], batch=3)]
+    assert [e.data["text"] for e in likes] == [str(i) for i in range(11) if i % 3]
+    later = [e.id async for e in log.scan_kinds("r1", ["like", "chat.message"], after_id=ids[4])]
+    assert later == ids[5:]
+    assert [e async for e in log.scan_kinds("r1", ["poll.vote"], batch=2)] == []
+
+
 async def test_get(log: CountingLog) -> None:
     event, _ = await log.append(chat())
     assert await log.get(event.id) == event
