@@ -711,18 +711,11 @@ class DrawService:
                 return frozen
             await asyncio.sleep(0.05)
 
-    async def _events(
+    def _events(
         self, room_id: str, kinds: tuple[str, ...], after_id: int = 0
     ) -> AsyncIterator[Event]:
         """Events of ``kinds`` in id order, read in batches."""
-        last = after_id
-        while True:
-            batch = await self._log.by_kinds(room_id, kinds, after_id=last, limit=SCAN_BATCH)
-            for event in batch:
-                yield event
-            if len(batch) < SCAN_BATCH:
-                return
-            last = batch[-1].id
+        return self._log.each_of_kinds(room_id, kinds, after_id=after_id, batch=SCAN_BATCH)
 
     async def _count_each(self, room: Room, viewer_ids: Iterable[str], name: ViewerCounter) -> None:
         ids = list(viewer_ids)

@@ -75,7 +75,6 @@ RACING_RETRY_WAIT_SECONDS: Final = 2.0
 # How long a client id stays claimed by the request sending it (after
 # RACING_RETRY_WAIT_SECONDS a retry takes over a claim whose request never recorded).
 ASK_CLAIM_SECONDS: Final = 30.0
-REBUILD_BATCH: Final = 2000
 
 Status = Literal["pending", "open", "rejected", "dismissed"]
 HeldBy = Literal["rule", "approval"]
@@ -515,14 +514,8 @@ class QuestionService:
     async def rebuild(self, room_id: str) -> None:
         """Overwrite the room's Q&A state in the store with what its log says."""
         board = _Board()
-        after = 0
-        while True:
-            batch = await self._log.by_kinds(room_id, KINDS, after_id=after, limit=REBUILD_BATCH)
-            for event in batch:
-                board.apply(event)
-            if len(batch) < REBUILD_BATCH:
-                break
-            after = batch[-1].id
+        async for event in self._log.each_of_kinds(room_id, KINDS):
+            board.apply(event)
         await self._write_board(room_id, board)
 
     async def _write_board(self, room_id: str, board: _Board) -> None:

@@ -161,6 +161,19 @@ class EventLog:
         events = [self._row(r) for r in rows]
         return events[::-1] if newest else events
 
+    async def each_of_kinds(
+        self, room: str, kinds: Sequence[str], *, after_id: int = 0, batch: int = 1000
+    ) -> AsyncIterator[Event]:
+        """Every event of ``kinds`` in ``room`` after ``after_id``, oldest first, in batches."""
+        last = after_id
+        while True:
+            events = await self.by_kinds(room, kinds, after_id=last, limit=batch)
+            for event in events:
+                yield event
+            if len(events) < batch:
+                return
+            last = events[-1].id
+
     async def scan(
         self, room: str, stream: str | None = None, batch: int = 5000
     ) -> AsyncIterator[Event]:
