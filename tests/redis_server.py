@@ -42,11 +42,14 @@ class RedisProcess:
                 self.process.wait()
 
 
-def start_redis(tmp_dir: Path, binary: str | None = None) -> RedisProcess:
-    """Start redis-server on a free local port and wait until it answers PING."""
+def start_redis(
+    tmp_dir: Path, binary: str | None = None, *, port: int | None = None
+) -> RedisProcess:
+    """Start redis-server on a free local port (or ``port``: a restart of an earlier
+    one, empty) and wait until it answers PING."""
     executable = find_binary("redis-server", binary, "run scripts/install-system")
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = port or _free_port()
     log_path = tmp_dir / f"redis-{port}.log"
     command = [
         executable,
