@@ -62,12 +62,20 @@ class Show:
         self.procs, self.clients, self.data = procs, clients, data
         self.redis_url: str | None = None
         self.ids: dict[str, Any] = {}
+        # After a Redis restart a connect may wait for Socket.IO's own pub/sub listener
+        # to reconnect (its back-off, not ours): connects are then retried a while.
+        self.patient = False
 
     def serve(self) -> ServerProcess:
         return self.procs.serve(self.data, redis_url=self.redis_url)
 
     async def client(self, node: ServerProcess, name: str, role: str = "viewer") -> LiveClient:
-        return await self.clients.connect(node, ROOM, token(name, role))
+        if not self.patient:
+            return await self.clients.connect(node, ROOM, token(name, role))
+        connected: LiveClient = await until(
+            lambda: self.clients.connect(node, ROOM, token(name, role)), SETTLE_SECONDS
+        )
+        return connected
 
     async def stage(self, node: ServerProcess) -> None:
         """Every kind of state there is: questions in each state, draws in each, offers."""
@@ -256,6 +264,7 @@ async def test_a_redis_restart_without_persistence_is_rebuilt_by_the_running_nod
     first.process.kill()  # nothing saved: the new one starts empty
     first.process.wait()
     own_redis.append(start_redis(tmp_path / "redis", port=first.port))
+    show.patient = True
 
     async def rebuilt() -> bool:
         return await show.observe(node) == before
