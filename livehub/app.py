@@ -161,6 +161,7 @@ async def create_app(settings: Settings) -> web.Application:
         services.rooms,
         services.presence,
         services.moderation,
+        services.auth.secret,
     )
     draws = DrawEvents(services, live, draw_service)
     offer_service = OfferService(services.store, services.log, services.counters)

@@ -6,12 +6,13 @@ across nodes by a ``set_if_absent`` guard in the state store, recorded in the
 event log, and the draw record in the store is rewritten by whoever won the
 guard. The log is the truth, the store a cache: ``draw.created`` holds the
 definition and the absolute ``closes_at``, ``draw.closed`` the frozen list,
-``draw.committed`` the commitment and the seed (the log is the server's own
-database; the seed is published only with the winners), ``draw.revealed`` the
-transcript. ``rebuild`` replays them after a restart or an emptied store: an
-open draw comes back with its entrants and closes at its ``closes_at`` (the time
-it had left), a committed one can still be revealed, a revealed one shows its
-result.
+``draw.committed`` the commitment and a nonce, never the seed: the seed is the
+HMAC-SHA256 of the server's secret and that nonce, so a restart between commit
+and reveal can still reveal, while the log alone tells nobody the winners before
+they are published. ``draw.revealed`` holds the transcript. ``rebuild`` replays
+them after a restart or an emptied store: an open draw comes back with its
+entrants and closes at its ``closes_at`` (the time it had left), a committed one
+can still be revealed, a revealed one shows its result.
 
 Entering is decided by the log: the ``draw.entered`` event carries the client
 id ``draw:<id>``, so exactly one request per viewer records it, and the store's
@@ -39,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -214,6 +217,7 @@ class DrawService:
         rooms: RoomService,
         presence: Presence,
         moderation: Moderation,
+        seed_secret: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -223,6 +227,7 @@ class DrawService:
         self._presence = presence
         self._moderation = moderation
         self._clock = clock
+        self._seed_key = seed_secret.encode()
         self._record = Recorder(log, clock)
         self._decoder = msgspec.json.Decoder(Draw)
         self._frozen_decoder = msgspec.json.Decoder(Frozen)
@@ -560,7 +565,8 @@ class DrawService:
         frozen = await self._frozen(draw)
         if frozen is None:
             raise Conflict("draw_lost", "The entrant list of this draw is gone.")
-        seed = secrets.token_bytes(32).hex()
+        nonce = secrets.token_hex(16)
+        seed = self._seed(room.id, draw.id, nonce)
         await self._store.set(_key(room.id, draw.id, "seed"), seed)
         e_hash = proof.entrants_hash(frozen.entrants)
         s_hash = proof.seed_hash(seed)
@@ -576,7 +582,7 @@ class DrawService:
                 "entrants_hash": e_hash,
                 "seed_hash": s_hash,
                 "commitment": digest,
-                "seed": seed,  # for a rebuild before the reveal; published only then
+                "seed_nonce": nonce,  # the seed again after a restart, with the secret
             },
             now,
         )
@@ -640,7 +646,7 @@ class DrawService:
 
     async def rebuild(self, room_id: str) -> None:
         """Overwrite the room's draws in the store with what its log says."""
-        book = _Book()
+        book = _Book(self._seed)
         async for event in self._events(room_id, KINDS):
             book.apply(event)
         await self._store.delete(draws_key(room_id))
@@ -671,13 +677,18 @@ class DrawService:
             for start in range(0, len(frozen.entrants), 1000):
                 await store.sadd(part("members"), *frozen.entrants[start : start + 1000])
         seed = book.seeds.get(draw.id)
-        if seed is not None:  # absent from commitments recorded before the seed was
+        if seed is not None:
             await store.set(part("seed"), seed)
         transcript = book.transcripts.get(draw.id)
         if transcript is not None:
             await store.set(part("transcript"), _json(transcript), TRANSCRIPT_CACHE_SECONDS)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _seed(self, room_id: str, draw_id: str, nonce: str) -> str:
+        """The draw's 32-byte seed (hex): unknown to whoever lacks the server's secret."""
+        message = f"draw-seed|{room_id}|{draw_id}|{nonce}".encode()
+        return hmac.new(self._seed_key, message, hashlib.sha256).hexdigest()
 
     @staticmethod
     def _staff(who: Principal) -> None:
@@ -731,7 +742,8 @@ class DrawService:
 class _Book:
     """A room's draws as its log tells them, event by event (what ``rebuild`` writes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: Callable[[str, str, str], str]) -> None:
+        self._seed = seed
         self.draws: dict[str, Draw] = {}
         self.entered: dict[str, dict[str, str]] = {}
         self.frozen: dict[str, Frozen] = {}
@@ -762,8 +774,9 @@ class _Book:
                 entrants_hash=data.get("entrants_hash"),
             )
         elif event.kind == COMMITTED and draw.status == "closed":
-            if isinstance(data.get("seed"), str):
-                self.seeds[draw_id] = data["seed"]
+            nonce = data.get("seed_nonce")  # absent from commitments before restarts kept them
+            if isinstance(nonce, str):
+                self.seeds[draw_id] = self._seed(draw.room, draw_id, nonce)
             self.draws[draw_id] = msgspec.structs.replace(
                 draw,
                 status="committed",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
 from .domain import ANN, BOB, CAT, DAN, HOST, MOD, Domain, viewer
+
+SEED_SECRET = "test-seed-secret"
 
 
 @pytest.fixture
@@ -79,7 +83,9 @@ def env(domain: Domain) -> Env:
     d = domain
     presence = Presence(d.store, d.log, d.counters, clock=d.clock)
     chat = ChatService(d.store, d.log, d.counters, d.moderation, clock=d.clock)
-    draws = DrawService(d.store, d.log, d.counters, d.rooms, presence, d.moderation, clock=d.clock)
+    draws = DrawService(
+        d.store, d.log, d.counters, d.rooms, presence, d.moderation, SEED_SECRET, clock=d.clock
+    )
     return Env(**d.parts(), presence=presence, chat=chat, draws=draws)
 
 
@@ -142,9 +148,11 @@ async def test_present_draw_end_to_end(env: Env) -> None:
     closed_event = next(e for e in await env.events() if e.kind == "draw.closed")
     assert closed_event.data["entrants"] == transcript["entrants"]
     committed_event = next(e for e in await env.events() if e.kind == "draw.committed")
-    # logged so a restart between commit and reveal can still reveal; never pushed before
-    assert committed_event.data["seed"] == transcript["seed"]
-    assert committed.view()["seed"] is None
+    # never the seed: a nonce, from which the seed comes again with the server's secret
+    assert "seed" not in committed_event.data
+    nonce = committed_event.data["seed_nonce"]
+    message = f"draw-seed|r1|{draw_id}|{nonce}".encode()
+    assert hmac.new(SEED_SECRET.encode(), message, hashlib.sha256).hexdigest() == revealed.seed
 
     winners = {w.viewer_id for w in revealed.winners}
     for who in (ANN, BOB, CAT):
@@ -389,7 +397,13 @@ async def test_transcript_outlives_the_state_store(env: Env, tmp_path: Path) -> 
     fresh_store = MemoryStore(clock=env.clock)  # a restart of a memory-store node
     rooms = RoomService(env.rooms._repo, fresh_store, env.log, RoomSettings(), clock=env.clock)
     restarted = DrawService(
-        fresh_store, env.log, Counters(fresh_store), rooms, env.presence, env.moderation
+        fresh_store,
+        env.log,
+        Counters(fresh_store),
+        rooms,
+        env.presence,
+        env.moderation,
+        SEED_SECRET,
     )
     assert await restarted.transcript(room.id, draw_id) == expected
 
@@ -450,7 +464,14 @@ async def test_rebuild_on_an_empty_store_brings_back_every_draw(
     store = emptied(env, request)
     presence = Presence(store, env.log, Counters(store), clock=env.clock)
     fresh = DrawService(
-        store, env.log, Counters(store), env.rooms, presence, env.moderation, clock=env.clock
+        store,
+        env.log,
+        Counters(store),
+        env.rooms,
+        presence,
+        env.moderation,
+        SEED_SECRET,
+        clock=env.clock,
     )
     assert await fresh.draws(room.id) == []
     await fresh.rebuild(room.id)
