@@ -35,9 +35,12 @@ State (per room, in the state store; a cache of the log)
     ``pending`` (approval queue), ``open`` (approved, not dismissed) and
     ``answered``, the ``closed`` hash (rejected or dismissed), the ``votes`` hash,
     the ``highlight`` key (at most one question), each viewer's ``up`` set and
-    ``upseq`` hash, the ``settings`` hash and the ask rate-limit bucket. Moving
-    between the sets with ``srem`` decides each transition exactly once (approve
-    versus reject, dismiss); the event is recorded before the request is answered.
+    ``upseq`` hash, the ``settings`` hash and the ask rate-limit bucket. A staff
+    move (approve versus reject, dismiss) holds the question's ``move`` guard,
+    takes it out of its set with ``srem`` and records the event before the store
+    puts it in its new place; a move killed halfway leaves the question in no
+    set, and the next move of it, once the guard has expired, puts it back where
+    the log says first. Other changes are recorded, then stored.
     ``rebuild`` replays the room's ``qa.*`` events and overwrites this state: on
     start and when the store was emptied, the queue, each question's state, the
     approval switch and every tally come back as the log tells them.
@@ -75,6 +78,9 @@ RACING_RETRY_WAIT_SECONDS: Final = 2.0
 # How long a client id stays claimed by the request sending it (after
 # RACING_RETRY_WAIT_SECONDS a retry takes over a claim whose request never recorded).
 ASK_CLAIM_SECONDS: Final = 30.0
+# How long a staff move (approve, reject, dismiss) keeps others off the question; a
+# move killed halfway is settled from the log by the next one after this.
+MOVE_GUARD_SECONDS: Final = 10.0
 
 Status = Literal["pending", "open", "rejected", "dismissed"]
 HeldBy = Literal["rule", "approval"]
@@ -90,6 +96,7 @@ HIGHLIGHTED: Final = "qa.highlighted"
 SETTINGS: Final = "qa.settings"
 UPVOTE: Final = "qa.upvote"
 UNVOTE: Final = "qa.unvote"
+_STATUS_KINDS: Final = (ASKED, HELD, APPROVED, REJECTED, DISMISSED)
 KINDS: Final = (
     ASKED,
     HELD,
@@ -180,8 +187,18 @@ def _log_client_id(client_id: str) -> str:
     return f"qa:{client_id}"
 
 
+def _move_key(room: str, question_id: int) -> str:
+    return f"qa:{room}:move:{question_id}"
+
+
 def _not_found() -> NotFound:
     return NotFound("not_found", "No such question in this room.")
+
+
+def _not_in(origin: Status) -> NotFound:
+    if origin == "pending":
+        return NotFound("not_found", "No such question waiting for approval.")
+    return _not_found()
 
 
 class QuestionService:
@@ -418,39 +435,22 @@ class QuestionService:
     # -- staff -------------------------------------------------------------------
 
     async def approve(self, room: Room, who: Principal, question_id: int) -> QuestionState:
-        state = await self._take_pending(room.id, question_id)
+        state = await self._take(room, who, question_id, "pending", APPROVED)
         await self._store.sadd(_key(room.id, "open"), str(question_id))
-        await self._record(
-            room,
-            who.viewer_id,
-            APPROVED,
-            {"question_id": question_id, "viewer_id": state.question.viewer_id},
-        )
         await self._counters.add(room.id, room.scope, state.question.viewer_id, "questions")
         return msgspec.structs.replace(state, status="open")
 
     async def reject(self, room: Room, who: Principal, question_id: int) -> QuestionState:
-        state = await self._take_pending(room.id, question_id)
+        state = await self._take(room, who, question_id, "pending", REJECTED)
         await self._store.hset(_key(room.id, "closed"), {str(question_id): "rejected"})
-        await self._record(
-            room,
-            who.viewer_id,
-            REJECTED,
-            {"question_id": question_id, "viewer_id": state.question.viewer_id},
-        )
         return msgspec.structs.replace(state, status="rejected")
-
-    async def _take_pending(self, room_id: str, question_id: int) -> QuestionState:
-        state = await self.get(room_id, question_id)
-        if not await self._store.srem(_key(room_id, "pending"), str(question_id)):
-            raise NotFound("not_found", "No such question waiting for approval.")
-        return state
 
     async def answer(self, room: Room, who: Principal, question_id: int) -> QuestionState:
         """Mark a visible question answered (again: no change)."""
         state = await self._visible(room.id, question_id)
-        if await self._store.sadd(_key(room.id, "answered"), str(question_id)):
+        if not state.answered:
             await self._record(room, who.viewer_id, ANSWERED, {"question_id": question_id})
+            await self._store.sadd(_key(room.id, "answered"), str(question_id))
         return msgspec.structs.replace(state, answered=True)
 
     async def dismiss(
@@ -458,20 +458,63 @@ class QuestionService:
     ) -> tuple[QuestionState, bool]:
         """Hide a visible question for good; the question, and whether it was the
         highlighted one (nothing is highlighted then)."""
-        state = await self.get(room.id, question_id)
-        if not await self._store.srem(_key(room.id, "open"), str(question_id)):
-            raise _not_found()
+        state = await self._take(room, who, question_id, "open", DISMISSED)
         await self._store.hset(_key(room.id, "closed"), {str(question_id): "dismissed"})
         if state.highlighted:
             await self._store.delete(_key(room.id, "highlight"))
-        await self._record(
-            room,
-            who.viewer_id,
-            DISMISSED,
-            {"question_id": question_id, "viewer_id": state.question.viewer_id},
-        )
         dismissed = msgspec.structs.replace(state, status="dismissed", highlighted=False)
         return dismissed, state.highlighted
+
+    async def _take(
+        self, room: Room, who: Principal, question_id: int, origin: Status, kind: str
+    ) -> QuestionState:
+        """Take the question out of ``origin`` and record ``kind``; one request wins.
+
+        The move guard keeps other staff moves of the question out meanwhile, and
+        a failed record puts the question back. Holding the guard, a question in
+        no status at all was taken by a request killed before its record (its
+        guard since expired): the log says where it is, and it goes back there.
+        """
+        field = str(question_id)
+        guard = _move_key(room.id, question_id)
+        if not await self._store.set_if_absent(guard, who.viewer_id, MOVE_GUARD_SECONDS):
+            raise _not_in(origin)
+        try:
+            taken = await self._store.srem(_key(room.id, origin), field)
+            if not taken and await self._recover_lost(room.id, question_id):
+                taken = await self._store.srem(_key(room.id, origin), field)
+            if not taken:
+                raise _not_in(origin)
+            state = await self.get(room.id, question_id)
+            data = {"question_id": question_id, "viewer_id": state.question.viewer_id}
+            try:
+                await self._record(room, who.viewer_id, kind, data)
+            except BaseException:
+                await self._store.sadd(_key(room.id, origin), field)
+                raise
+        finally:
+            await self._store.delete(guard)
+        return state
+
+    async def _recover_lost(self, room_id: str, question_id: int) -> bool:
+        """Put a question found in no status back where the log says; True if it was."""
+        field, store = str(question_id), self._store
+        if await store.hget(_key(room_id, "q"), field) is None:
+            return False
+        for name in ("open", "pending"):
+            if await store.sismember(_key(room_id, name), field):
+                return False
+        if await store.hget(_key(room_id, "closed"), field) is not None:
+            return False
+        board = _Board()
+        async for event in self._log.each_of_kinds(room_id, _STATUS_KINDS):
+            board.apply(event)
+        status = board.status.get(question_id)
+        if status == "open" or status == "pending":
+            await store.sadd(_key(room_id, status), field)
+        elif status is not None:
+            await store.hset(_key(room_id, "closed"), {field: status})
+        return status is not None
 
     async def highlight(
         self, room: Room, who: Principal, question_id: int | None
@@ -479,13 +522,14 @@ class QuestionService:
         """Show one visible question over the video (replacing any other); None clears."""
         key = _key(room.id, "highlight")
         state: QuestionState | None = None
-        if question_id is None:
+        if question_id is not None:
+            state = await self._visible(room.id, question_id)
+        await self._record(room, who.viewer_id, HIGHLIGHTED, {"question_id": question_id})
+        if state is None:
             await self._store.delete(key)
         else:
-            state = await self._visible(room.id, question_id)
             await self._store.set(key, str(question_id))
             state = msgspec.structs.replace(state, highlighted=True)
-        await self._record(room, who.viewer_id, HIGHLIGHTED, {"question_id": question_id})
         return state
 
     async def highlighted(self, room_id: str) -> QuestionState | None:

@@ -659,3 +659,25 @@ async def test_a_claim_left_by_a_killed_node_is_taken_over(
     assert again.duplicate and again.question is not None
     assert again.question.id == result.question.id
     assert await env.kinds() == ["qa.asked"]
+
+
+async def test_staff_moves_killed_halfway_are_settled_by_the_log(env: Env) -> None:
+    room = await env.room()
+    await env.qa.set_require_approval(room, HOST, True)
+    first = await env.asked(ANN, "What is the price?")
+    second = await env.asked(BOB, "When does the course start?")
+    # Killed after taking the first out of the queue, before recording anything:
+    await env.store.srem("qa:r1:pending", str(first.id))
+    assert (await env.qa.approve(room, MOD, first.id)).status == "open"  # the retry
+    # Killed after recording the second's approval, before the store moved it:
+    await env.store.srem("qa:r1:pending", str(second.id))
+    data = {"question_id": second.id, "viewer_id": BOB.viewer_id}
+    await env.log.append(room_event(room, "qa.approved", MOD.viewer_id, data))
+    assert await env.refused("approve", MOD, second.id) == "not_found"  # already approved
+    assert sorted(await env.visible_ids()) == [first.id, second.id]
+    # A dismissal killed after taking the question off the board:
+    await env.store.srem("qa:r1:open", str(first.id))
+    dismissed, _ = await env.qa.dismiss(room, HOST, first.id)
+    assert dismissed.status == "dismissed"
+    assert await env.visible_ids() == [second.id]
+    assert (await env.kinds()).count("qa.dismissed") == 1
