@@ -42,6 +42,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -60,6 +61,8 @@ from livehub.rooms.presence import Presence
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
+
+log = logging.getLogger("livehub.draws")
 
 MAX_PRIZE_CHARS = 80
 MAX_KEYWORD_CHARS = 40
@@ -648,7 +651,10 @@ class DrawService:
         """Overwrite the room's draws in the store with what its log says."""
         book = _Book(self._seed)
         async for event in self._events(room_id, KINDS):
-            book.apply(event)
+            try:
+                book.apply(event)
+            except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
+                log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
         await self._store.delete(draws_key(room_id))
         if book.draws:
             await self._store.hset(

@@ -20,6 +20,7 @@ every click count.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 import time
@@ -37,6 +38,8 @@ from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
+
+log = logging.getLogger("livehub.offers")
 
 MAX_TITLE_CHARS = 80
 MAX_TEXT_CHARS = 200
@@ -270,7 +273,10 @@ class OfferService:
         async for event in self._log.each_of_kinds(room_id, KINDS):
             offer_id = str(event.data.get("offer_id"))
             if event.kind == PUSHED:
-                offers[offer_id] = _pushed(event, offer_id)
+                try:
+                    offers[offer_id] = _pushed(event, offer_id)
+                except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
+                    log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
             elif offer_id not in offers:
                 continue
             elif event.kind == WITHDRAWN:

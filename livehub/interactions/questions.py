@@ -53,6 +53,7 @@ upvoter (an unvote takes one back).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
@@ -68,6 +69,8 @@ from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
+
+log = logging.getLogger("livehub.questions")
 
 MAX_QUESTION_CHARS: Final = 300
 MAX_QUESTIONS_PER_ROOM: Final = 5000
@@ -559,7 +562,10 @@ class QuestionService:
         """Overwrite the room's Q&A state in the store with what its log says."""
         board = _Board()
         async for event in self._log.each_of_kinds(room_id, KINDS):
-            board.apply(event)
+            try:
+                board.apply(event)
+            except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
+                log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
         await self._write_board(room_id, board)
 
     async def _write_board(self, room_id: str, board: _Board) -> None:

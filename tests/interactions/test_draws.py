@@ -529,3 +529,14 @@ async def test_the_entrant_list_is_frozen_from_the_log_not_the_store(env: Env) -
     await env.store.delete(f"draw:r1:{draw_id}:entrants")  # the cache lost it
     closed, _ = await env.draws.close(room, HOST.viewer_id, draw_id)
     assert closed.entrant_count == 1
+
+
+async def test_an_unreadable_event_does_not_stop_the_rebuild(env: Env) -> None:
+    room = await env.room()
+    await env.log.append(room_event(room, "draw.created", HOST.viewer_id, {"draw_id": "d_bad"}))
+    draw_id = await env.create(room)
+    await env.draws.enter(room, ANN, draw_id)
+    await env.store.delete("draws:r1", f"draw:r1:{draw_id}:entrants")
+    await env.draws.rebuild(room.id)
+    [draw] = await env.draws.draws(room.id)
+    assert draw.id == draw_id and await env.draws.entrant_count(draw) == 1
