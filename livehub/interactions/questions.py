@@ -509,9 +509,7 @@ class QuestionService:
                 return False
         if await store.hget(_key(room_id, "closed"), field) is not None:
             return False
-        board = _Board()
-        async for event in self._log.each_of_kinds(room_id, _STATUS_KINDS):
-            board.apply(event)
+        board = await self._replay(room_id, _STATUS_KINDS)
         status = board.status.get(question_id)
         if status == "open" or status == "pending":
             await store.sadd(_key(room_id, status), field)
@@ -560,13 +558,16 @@ class QuestionService:
 
     async def rebuild(self, room_id: str) -> None:
         """Overwrite the room's Q&A state in the store with what its log says."""
+        await self._write_board(room_id, await self._replay(room_id, KINDS))
+
+    async def _replay(self, room_id: str, kinds: tuple[str, ...]) -> _Board:
         board = _Board()
-        async for event in self._log.each_of_kinds(room_id, KINDS):
+        async for event in self._log.each_of_kinds(room_id, kinds):
             try:
                 board.apply(event)
             except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
                 log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
-        await self._write_board(room_id, board)
+        return board
 
     async def _write_board(self, room_id: str, board: _Board) -> None:
         store = self._store
