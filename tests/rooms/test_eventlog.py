@@ -157,6 +157,21 @@ async def test_by_kinds(log: CountingLog) -> None:
     assert await log.by_kinds("nope", ["chat.message"]) == []
 
 
+async def test_each_of_kinds_reads_every_batch(log: CountingLog) -> None:
+    ids = []
+    for i in range(7):
+        kind = "chat.message" if i % 3 else "like"
+        event, _ = await log.append(chat(text=str(i), kind=kind))
+        ids.append(event.id)
+    await log.append(chat(room="other", kind="like"))
+    read = [e.id async for e in log.each_of_kinds("r1", ["chat.message", "like"], batch=2)]
+    assert read == ids
+    likes = [e.data["text"] async for e in log.each_of_kinds("r1", ["like"], batch=2)]
+    assert likes == ["0", "3", "6"]
+    later = [e.id async for e in log.each_of_kinds("r1", ["chat.message"], after_id=ids[4])]
+    assert later == [ids[5]]
+
+
 async def test_get(log: CountingLog) -> None:
     event, _ = await log.append(chat())
     assert await log.get(event.id) == event
