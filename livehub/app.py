@@ -159,11 +159,8 @@ async def create_app(settings: Settings) -> web.Application:
         ),
         node_id,
     )
-    questions = QuestionEvents(
-        services,
-        live,
-        QuestionService(services.store, services.log, services.counters, services.moderation),
-    )
+    qa = QuestionService(services.store, services.log, services.counters, services.moderation)
+    questions = QuestionEvents(services, live, qa)
     polls = PollEvents(
         services,
         live,
@@ -171,25 +168,25 @@ async def create_app(settings: Settings) -> web.Application:
     )
     quiz_service = QuizService(services.store, services.log, services.counters)
     quizzes = QuizEvents(services, live, quiz_service)
-    draws = DrawEvents(
-        services,
-        live,
-        DrawService(
-            services.store,
-            services.log,
-            services.counters,
-            services.rooms,
-            services.presence,
-            services.moderation,
-        ),
+    draw_service = DrawService(
+        services.store,
+        services.log,
+        services.counters,
+        services.rooms,
+        services.presence,
+        services.moderation,
+        services.auth.secret,
     )
-    offers = OfferEvents(
-        services, live, OfferService(services.store, services.log, services.counters)
-    )
+    draws = DrawEvents(services, live, draw_service)
+    offer_service = OfferService(services.store, services.log, services.counters)
+    offers = OfferEvents(services, live, offer_service)
     # The log is the truth: each part that keeps live state in the store rebuilds it.
     recovery = Recovery(services.store, services.rooms.open_room_ids)
     recovery.add_room(polls.rebuild)
     recovery.add_room(quiz_service.rebuild)
+    recovery.add_room(qa.rebuild)  # Q&A queue, settings, question states, upvotes
+    recovery.add_room(draw_service.rebuild)  # draws: entrants, commitments, results
+    recovery.add_room(offer_service.rebuild)  # offer cards and click counts
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "recovery": recovery.watch,
         "fanout": fanout.run,

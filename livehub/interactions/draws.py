@@ -4,7 +4,26 @@ then the winners and the seed that picked them (see ``draw_proof``).
 A draw moves open -> closed -> committed -> revealed. Each step is decided once
 across nodes by a ``set_if_absent`` guard in the state store, recorded in the
 event log, and the draw record in the store is rewritten by whoever won the
-guard. Entry rules:
+guard. The log is the truth, the store a cache: ``draw.created`` holds the
+definition and the absolute ``closes_at``, ``draw.closed`` the frozen list,
+``draw.committed`` the commitment and a nonce, never the seed: the seed is the
+HMAC-SHA256 of the server's secret and that nonce, so a restart between commit
+and reveal can still reveal, while the log alone tells nobody the winners before
+they are published. ``draw.revealed`` holds the transcript. ``rebuild`` replays
+them after a restart or an emptied store: an open draw comes back with its
+entrants and closes at its ``closes_at`` (the time it had left), a committed one
+can still be revealed, a revealed one shows its result.
+
+Entering is decided by the log: the ``draw.entered`` event carries the client
+id ``draw:<id>``, so exactly one request per viewer records it, and the store's
+``entrants`` hash (the live count) learns it only after the commit. A node
+killed between the two leaves an entry the store does not know; the viewer's
+retry finds it in the log (``already_entered``) and the store learns it then.
+The close freezes the entrant list from the log, never from the store: it marks
+the draw ``closed`` first, then reads the log; an entry committed after that read
+sees the mark and is refused unless the frozen list has it.
+
+Entry rules:
 
 * ``present``       viewers enter with ``draw_enter`` while the window is open;
 * ``watched``       the same, with at least ``minutes`` of watch time this stream;
@@ -20,6 +39,10 @@ The host and moderators never enter; banned viewers are dropped at close.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import hmac
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -39,18 +62,23 @@ from livehub.rooms.recorder import Recorder
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
+log = logging.getLogger("livehub.draws")
+
 MAX_PRIZE_CHARS = 80
 MAX_KEYWORD_CHARS = 40
 MIN_WINDOW, MAX_WINDOW = 10, 3600
 MAX_WINNERS = proof.MAX_WINNERS
 MAX_DRAWS_PER_ROOM = 500
-GUARD_SECONDS = 60.0  # a crashed close/pick frees its guard after this
-# Entry keys only decide while the window is open; the log's client id backs them up.
-ENTRY_KEY_SLACK_SECONDS = 3600.0
+GUARD_SECONDS = 60.0  # a crashed close/pick frees its guard after this (a rebuild at once)
 TRANSCRIPT_CACHE_SECONDS = 86400.0  # the log keeps the transcript for good
 FROZEN_WAIT_SECONDS = 5.0
 SCAN_BATCH = 1000
 SYSTEM = "system"
+CREATED, ENTERED, CLOSED = "draw.created", "draw.entered", "draw.closed"
+COMMITTED, REVEALED = "draw.committed", "draw.revealed"
+KINDS = (CREATED, ENTERED, CLOSED, COMMITTED, REVEALED)
+# The store's guards and marks of one draw, which ``rebuild`` sets from the log.
+_GUARDS = ("closing", "picking", "revealing")
 
 
 class _RuleBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
@@ -165,10 +193,6 @@ def _key(room: str, draw_id: str, part: str) -> str:
     return f"draw:{room}:{draw_id}:{part}"
 
 
-def _entry_key(room: str, draw_id: str, viewer_id: str) -> str:
-    return f"draw:{room}:{draw_id}:entry:{viewer_id}"
-
-
 def entry_client_id(draw_id: str) -> str:
     return f"draw:{draw_id}"
 
@@ -196,6 +220,7 @@ class DrawService:
         rooms: RoomService,
         presence: Presence,
         moderation: Moderation,
+        seed_secret: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -205,6 +230,7 @@ class DrawService:
         self._presence = presence
         self._moderation = moderation
         self._clock = clock
+        self._seed_key = seed_secret.encode()
         self._record = Recorder(log, clock)
         self._decoder = msgspec.json.Decoder(Draw)
         self._frozen_decoder = msgspec.json.Decoder(Frozen)
@@ -234,7 +260,8 @@ class DrawService:
 
     async def has_entered(self, draw: Draw, viewer_id: str) -> bool:
         if draw.status == "open":
-            return await self._store.get(_entry_key(draw.room, draw.id, viewer_id)) is not None
+            entrants = _key(draw.room, draw.id, "entrants")
+            return await self._store.hget(entrants, viewer_id) is not None
         return await self._store.sismember(_key(draw.room, draw.id, "members"), viewer_id)
 
     async def transcript(self, room_id: str, draw_id: str) -> dict[str, Any]:
@@ -242,7 +269,7 @@ class DrawService:
         raw = await self._store.get(_key(room_id, draw_id, "transcript"))
         if raw is not None:
             return dict(msgspec.json.decode(raw))
-        async for event in self._events(room_id, ("draw.revealed",)):
+        async for event in self._events(room_id, (REVEALED,)):
             if event.data.get("draw_id") == draw_id:
                 record = dict(event.data["transcript"])
                 await self._store.set(
@@ -279,7 +306,7 @@ class DrawService:
         event, _ = await self._record(
             room,
             who.viewer_id,
-            "draw.created",
+            CREATED,
             {
                 "draw_id": draw_id,
                 "prize": prize,
@@ -317,26 +344,26 @@ class DrawService:
         if not proof.usable_id(who.viewer_id):
             raise ProtocolError("bad_viewer_id", "This viewer id cannot enter draws.")
         await self._ensure_open(draw)
+        entrants = _key(room.id, draw.id, "entrants")
+        if await self._store.hget(entrants, who.viewer_id) is not None:
+            raise _already_entered()
         await self._check_eligible(room, who, draw)
-        entry_ttl = draw.closes_at - self._clock() + ENTRY_KEY_SLACK_SECONDS
-        entry = _entry_key(room.id, draw.id, who.viewer_id)
-        if not await self._store.set_if_absent(entry, "1", entry_ttl):
-            raise Conflict("already_entered", "You have already entered this draw.")
-        await self._store.hset(_key(room.id, draw.id, "entrants"), {who.viewer_id: who.name})
+        _, created = await self._record(
+            room,
+            who.viewer_id,
+            ENTERED,
+            {"draw_id": draw.id, "name": who.name},
+            client_id=entry_client_id(draw.id),
+        )
+        # Recorded, now or by a request whose node died before the store heard of it.
+        await self._store.hset(entrants, {who.viewer_id: who.name})
         if await self._store.get(_key(room.id, draw.id, "closed")) is not None:
             # The draw closed while we were entering: the frozen list decides.
             frozen = await self._wait_frozen(draw)
             if frozen is None or who.viewer_id not in frozen.names:
                 raise UserError("draw_closed", "This draw is closed.")
-        _, created = await self._record(
-            room,
-            who.viewer_id,
-            "draw.entered",
-            {"draw_id": draw.id, "name": who.name},
-            client_id=entry_client_id(draw.id),
-        )
         if not created:
-            raise Conflict("already_entered", "You have already entered this draw.")
+            raise _already_entered()
         return draw
 
     async def _ensure_open(self, draw: Draw) -> None:
@@ -397,7 +424,7 @@ class DrawService:
         await self._record(
             room,
             actor,
-            "draw.closed",
+            CLOSED,
             {
                 "draw_id": draw.id,
                 "entrant_count": len(frozen.entrants),
@@ -442,7 +469,7 @@ class DrawService:
         return closed
 
     async def _freeze(self, room: Room, draw: Draw, until: float) -> Frozen:
-        names = await self._store.hgetall(_key(room.id, draw.id, "entrants"))
+        names = await self._entered(draw)
         rule = draw.rule
         if isinstance(rule, KeywordRule):
             names.update(await self._keyword_senders(draw, until=until))
@@ -458,6 +485,14 @@ class DrawService:
             eligible[viewer_id] = name
         entrants = proof.normalise_entrants(eligible)
         return Frozen(entrants=entrants, names={e: eligible[e] for e in entrants})
+
+    async def _entered(self, draw: Draw) -> dict[str, str]:
+        """Who entered with ``draw_enter``, as the log recorded it (the store may lag)."""
+        names: dict[str, str] = {}
+        async for event in self._events(draw.room, (ENTERED,), after_id=draw.after_event_id):
+            if event.data.get("draw_id") == draw.id:
+                names.setdefault(event.actor, str(event.data.get("name") or event.actor))
+        return names
 
     async def _keyword_senders(
         self, draw: Draw, *, until: float | None = None, only: str | None = None
@@ -533,7 +568,8 @@ class DrawService:
         frozen = await self._frozen(draw)
         if frozen is None:
             raise Conflict("draw_lost", "The entrant list of this draw is gone.")
-        seed = secrets.token_bytes(32).hex()
+        nonce = secrets.token_hex(16)
+        seed = self._seed(room.id, draw.id, nonce)
         await self._store.set(_key(room.id, draw.id, "seed"), seed)
         e_hash = proof.entrants_hash(frozen.entrants)
         s_hash = proof.seed_hash(seed)
@@ -542,13 +578,14 @@ class DrawService:
         await self._record(
             room,
             who.viewer_id,
-            "draw.committed",
+            COMMITTED,
             {
                 "draw_id": draw.id,
                 "entrant_count": len(frozen.entrants),
                 "entrants_hash": e_hash,
                 "seed_hash": s_hash,
                 "commitment": digest,
+                "seed_nonce": nonce,  # the seed again after a restart, with the secret
             },
             now,
         )
@@ -599,7 +636,7 @@ class DrawService:
             _key(room.id, draw.id, "transcript"), _json(record), TRANSCRIPT_CACHE_SECONDS
         )
         await self._record(
-            room, who.viewer_id, "draw.revealed", {"draw_id": draw.id, "transcript": record}, now
+            room, who.viewer_id, REVEALED, {"draw_id": draw.id, "transcript": record}, now
         )
         revealed = msgspec.structs.replace(
             draw, status="revealed", seed=seed, winners=winners, revealed_at=now
@@ -608,7 +645,56 @@ class DrawService:
         await self._count_each(room, [w.viewer_id for w in winners], "draw_wins")
         return revealed, True
 
+    # -- rebuild ------------------------------------------------------------------------
+
+    async def rebuild(self, room_id: str) -> None:
+        """Overwrite the room's draws in the store with what its log says."""
+        book = _Book(self._seed)
+        async for event in self._events(room_id, KINDS):
+            try:
+                book.apply(event)
+            except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
+                log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
+        await self._store.delete(draws_key(room_id))
+        if book.draws:
+            await self._store.hset(
+                draws_key(room_id), {d.id: _json(d) for d in book.draws.values()}
+            )
+        for draw in book.draws.values():
+            await self._rebuild_one(draw, book)
+
+    async def _rebuild_one(self, draw: Draw, book: _Book) -> None:
+        store, room_id = self._store, draw.room
+        part = functools.partial(_key, room_id, draw.id)
+        member = _open_member(room_id, draw.id)
+        await store.delete(*(part(g) for g in _GUARDS), part("entrants"), part("members"))
+        entered = book.entered.get(draw.id, {})
+        if entered:
+            await store.hset(part("entrants"), entered)
+        if draw.status == "open":
+            await store.delete(part("closed"), part("frozen"), part("seed"))
+            await store.sadd(OPEN_DRAWS, member)
+            return
+        await store.srem(OPEN_DRAWS, member)
+        await store.set(part("closed"), SYSTEM)
+        frozen = book.frozen.get(draw.id)
+        if frozen is not None:
+            await store.set(part("frozen"), _json(frozen))
+            for start in range(0, len(frozen.entrants), 1000):
+                await store.sadd(part("members"), *frozen.entrants[start : start + 1000])
+        seed = book.seeds.get(draw.id)
+        if seed is not None:
+            await store.set(part("seed"), seed)
+        transcript = book.transcripts.get(draw.id)
+        if transcript is not None:
+            await store.set(part("transcript"), _json(transcript), TRANSCRIPT_CACHE_SECONDS)
+
     # -- helpers ------------------------------------------------------------------------
+
+    def _seed(self, room_id: str, draw_id: str, nonce: str) -> str:
+        """The draw's 32-byte seed (hex): unknown to whoever lacks the server's secret."""
+        message = f"draw-seed|{room_id}|{draw_id}|{nonce}".encode()
+        return hmac.new(self._seed_key, message, hashlib.sha256).hexdigest()
 
     @staticmethod
     def _staff(who: Principal) -> None:
@@ -642,18 +728,11 @@ class DrawService:
                 return frozen
             await asyncio.sleep(0.05)
 
-    async def _events(
+    def _events(
         self, room_id: str, kinds: tuple[str, ...], after_id: int = 0
     ) -> AsyncIterator[Event]:
         """Events of ``kinds`` in id order, read in batches."""
-        last = after_id
-        while True:
-            batch = await self._log.by_kinds(room_id, kinds, after_id=last, limit=SCAN_BATCH)
-            for event in batch:
-                yield event
-            if len(batch) < SCAN_BATCH:
-                return
-            last = batch[-1].id
+        return self._log.scan_kinds(room_id, kinds, after_id=after_id, batch=SCAN_BATCH)
 
     async def _count_each(self, room: Room, viewer_ids: Iterable[str], name: ViewerCounter) -> None:
         ids = list(viewer_ids)
@@ -664,6 +743,89 @@ class DrawService:
                     for vid in ids[start : start + 200]
                 )
             )
+
+
+class _Book:
+    """A room's draws as its log tells them, event by event (what ``rebuild`` writes)."""
+
+    def __init__(self, seed: Callable[[str, str, str], str]) -> None:
+        self._seed = seed
+        self.draws: dict[str, Draw] = {}
+        self.entered: dict[str, dict[str, str]] = {}
+        self.frozen: dict[str, Frozen] = {}
+        self.seeds: dict[str, str] = {}
+        self.transcripts: dict[str, dict[str, Any]] = {}
+
+    def apply(self, event: Event) -> None:
+        data = event.data
+        draw_id = str(data.get("draw_id"))
+        if event.kind == CREATED:
+            self.draws[draw_id] = _created(event, draw_id)
+            return
+        draw = self.draws.get(draw_id)
+        if draw is None:
+            return
+        if event.kind == ENTERED:
+            names = self.entered.setdefault(draw_id, {})
+            names.setdefault(event.actor, str(data.get("name") or event.actor))
+        elif event.kind == CLOSED and draw.status == "open":
+            entrants = [str(e) for e in data.get("entrants", [])]
+            names = {str(k): str(v) for k, v in dict(data.get("names", {})).items()}
+            self.frozen[draw_id] = Frozen(entrants=entrants, names=names)
+            self.draws[draw_id] = msgspec.structs.replace(
+                draw,
+                status="closed",
+                closed_at=event.ts,
+                entrant_count=int(data.get("entrant_count", len(entrants))),
+                entrants_hash=data.get("entrants_hash"),
+            )
+        elif event.kind == COMMITTED and draw.status == "closed":
+            nonce = data.get("seed_nonce")  # absent from commitments before restarts kept them
+            if isinstance(nonce, str):
+                self.seeds[draw_id] = self._seed(draw.room, draw_id, nonce)
+            self.draws[draw_id] = msgspec.structs.replace(
+                draw,
+                status="committed",
+                entrants_hash=data.get("entrants_hash"),
+                seed_hash=data.get("seed_hash"),
+                commitment=data.get("commitment"),
+                committed_at=event.ts,
+            )
+        elif event.kind == REVEALED and draw.status == "committed":
+            record = dict(data.get("transcript") or {})
+            self.transcripts[draw_id] = record
+            self.seeds[draw_id] = str(record.get("seed"))
+            names = dict(record.get("winner_names") or {})
+            winners = tuple(Winner(str(v), str(names.get(v, v))) for v in record.get("winners", []))
+            self.draws[draw_id] = msgspec.structs.replace(
+                draw,
+                status="revealed",
+                seed=self.seeds[draw_id],
+                winners=winners,
+                revealed_at=event.ts,
+            )
+
+
+def _created(event: Event, draw_id: str) -> Draw:
+    """The draw as ``draw.created`` defined it (open)."""
+    data = event.data
+    return Draw(
+        id=draw_id,
+        room=event.room,
+        prize=str(data["prize"]),
+        winners_count=int(data["winners_count"]),
+        rule=msgspec.convert(data["rule"], DrawRule),
+        window_seconds=int(data["window_seconds"]),
+        created_at=event.ts,
+        closes_at=float(data["closes_at"]),
+        created_by=event.actor,
+        after_event_id=event.id,
+        stream=event.stream,
+    )
+
+
+def _already_entered() -> Conflict:
+    return Conflict("already_entered", "You have already entered this draw.")
 
 
 def _json(value: Any) -> str:

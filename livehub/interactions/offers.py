@@ -5,10 +5,22 @@ counts one click per viewer per offer and redirects. Links are http(s) only and
 are normalised on the way in, so the redirect target is always a plain,
 absolute web address. A withdrawn offer is gone: its link answers 410 and
 counts nothing.
+
+The log is the truth, the store a cache. ``offer.pushed`` holds the card,
+``offer.withdrawn`` takes it down, and a viewer's click is recorded once by the
+log's unique key (the client id ``offer:<id>``). The store learns a click only
+after its commit: the offer's ``clickers`` set, and the tally, moved only by the
+``sadd`` that added the viewer, so each click moves it once. A node killed
+between the commit and the store leaves a click the store does not know; that
+viewer's next click finds it recorded and the store learns it then (the tally
+moves, nothing is logged twice). ``rebuild`` replays the room's offer events
+after a restart or an emptied store: the cards shown, the withdrawn ones gone,
+every click count.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 import time
@@ -22,10 +34,12 @@ import msgspec
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound, ProtocolError, UserError
 from livehub.interactions.normalise import clean_text
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
+
+log = logging.getLogger("livehub.offers")
 
 MAX_TITLE_CHARS = 80
 MAX_TEXT_CHARS = 200
@@ -34,8 +48,8 @@ MAX_URL_CHARS = 500
 MAX_ACTIVE_OFFERS = 5
 MAX_OFFERS_PER_ROOM = 200
 SCHEMES = frozenset({"http", "https"})
-# The store decides a viewer's first click fast; past this the log's client id still does.
-CLICK_KEY_SECONDS = 7 * 86400.0
+PUSHED, WITHDRAWN, CLICK = "offer.pushed", "offer.withdrawn", "offer.click"
+KINDS = (PUSHED, WITHDRAWN, CLICK)
 # ASCII that may stay as it is in a URL; anything else is percent-encoded.
 _URL_SAFE = "".join(c for c in string.printable if not c.isspace() and c not in '"<>\\^`{|}')
 
@@ -81,8 +95,9 @@ def _clicks_key(room: str) -> str:
     return f"offer_clicks:{room}"
 
 
-def clicked_key(room: str, offer_id: str, viewer_id: str) -> str:
-    return f"offer_click:{room}:{offer_id}:{viewer_id}"
+def clickers_key(room: str, offer_id: str) -> str:
+    """The viewers whose click on the offer the store has counted."""
+    return f"offer_clickers:{room}:{offer_id}"
 
 
 def click_client_id(offer_id: str) -> str:
@@ -153,6 +168,7 @@ class OfferService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._log = log
         self._counters = counters
         self._clock = clock
         self._record = Recorder(log, clock)
@@ -209,7 +225,7 @@ class OfferService:
             created_at=now,
             created_by=who.viewer_id,
         )
-        await self._record(room, who.viewer_id, "offer.pushed", offer.view(), now)
+        await self._record(room, who.viewer_id, PUSHED, offer.view(), now)
         await self._save(offer)
         return offer
 
@@ -219,13 +235,13 @@ class OfferService:
         if offer.status == "withdrawn":
             raise Conflict("already_withdrawn", "This offer was already withdrawn.")
         now = self._clock()
-        await self._record(room, who.viewer_id, "offer.withdrawn", {"offer_id": offer.id}, now)
+        await self._record(room, who.viewer_id, WITHDRAWN, {"offer_id": offer.id}, now)
         withdrawn = msgspec.structs.replace(offer, status="withdrawn", withdrawn_at=now)
         await self._save(withdrawn)
         return withdrawn
 
     async def click(self, room: Room, who: Principal, offer_id: str) -> tuple[Offer, bool]:
-        """Check the offer is live and count the click; (offer, counted).
+        """Check the offer is live and count the click; (offer, whether the tally moved).
 
         One click per viewer per offer counts; staff clicks never do.
         """
@@ -234,24 +250,54 @@ class OfferService:
             raise Gone("offer_withdrawn", "This offer has been withdrawn.")
         if who.is_staff:
             return offer, False
-        clicked = clicked_key(room.id, offer.id, who.viewer_id)
-        if not await self._store.set_if_absent(clicked, "1", CLICK_KEY_SECONDS):
+        clickers = clickers_key(room.id, offer.id)
+        if await self._store.sismember(clickers, who.viewer_id):
             return offer, False
-        _, created = await self._record(
-            room,
-            who.viewer_id,
-            "offer.click",
-            {"offer_id": offer.id},
-            client_id=click_client_id(offer.id),
+        await self._record(
+            room, who.viewer_id, CLICK, {"offer_id": offer.id}, client_id=click_client_id(offer.id)
         )
-        if not created:
+        # Recorded now, or by a request whose node died before the store heard of it.
+        if not await self._store.sadd(clickers, who.viewer_id):
             return offer, False
-        await self._counters.add(room.id, room.scope, who.viewer_id, "offer_clicks")
         await self._store.hincr(_clicks_key(room.id), offer.id, 1)
+        await self._counters.add(room.id, room.scope, who.viewer_id, "offer_clicks")
         return offer, True
 
     async def click_total(self, room_id: str, offer_id: str) -> int:
         return int(await self._store.hget(_clicks_key(room_id), offer_id) or 0)
+
+    async def rebuild(self, room_id: str) -> None:
+        """Overwrite the room's offers and click counts in the store with what its log says."""
+        offers: dict[str, Offer] = {}
+        clickers: dict[str, set[str]] = {}
+        async for event in self._log.scan_kinds(room_id, KINDS):
+            offer_id = str(event.data.get("offer_id"))
+            if event.kind == PUSHED:
+                try:
+                    offers[offer_id] = _pushed(event, offer_id)
+                except (KeyError, TypeError, ValueError):  # one bad event must not stop a start
+                    log.warning("rebuild skips unreadable %s event %d", event.kind, event.id)
+            elif offer_id not in offers:
+                continue
+            elif event.kind == WITHDRAWN:
+                offers[offer_id] = msgspec.structs.replace(
+                    offers[offer_id], status="withdrawn", withdrawn_at=event.ts
+                )
+            else:
+                clickers.setdefault(offer_id, set()).add(event.actor)
+        await self._store.delete(_offers_key(room_id), _clicks_key(room_id))
+        if not offers:
+            return
+        await self._store.hset(
+            _offers_key(room_id), {i: msgspec.json.encode(o).decode() for i, o in offers.items()}
+        )
+        for offer_id in offers:
+            await self._store.delete(clickers_key(room_id, offer_id))
+        for offer_id, viewers in clickers.items():
+            await self._store.sadd(clickers_key(room_id, offer_id), *viewers)
+        if clickers:
+            counts = {offer_id: str(len(viewers)) for offer_id, viewers in clickers.items()}
+            await self._store.hset(_clicks_key(room_id), counts)
 
     @staticmethod
     def _staff(who: Principal) -> None:
@@ -262,3 +308,19 @@ class OfferService:
         await self._store.hset(
             _offers_key(offer.room), {offer.id: msgspec.json.encode(offer).decode()}
         )
+
+
+def _pushed(event: Event, offer_id: str) -> Offer:
+    """The card as ``offer.pushed`` recorded it (its ``view()``)."""
+    data = event.data
+    cta = data.get("cta")
+    return Offer(
+        id=offer_id,
+        room=event.room,
+        title=str(data["title"]),
+        text=str(data.get("text", "")),
+        url=str(data["url"]),
+        cta=str(cta) if cta else None,
+        created_at=float(data.get("created_at") or event.ts),
+        created_by=event.actor,
+    )

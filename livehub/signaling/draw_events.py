@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from livehub.errors import LivehubError
+from livehub.errors import Conflict, LivehubError
 from livehub.interactions.draws import Draw, DrawRule, DrawService
 from livehub.rooms.models import Principal
 from livehub.signaling.context import Services
@@ -105,7 +105,11 @@ class DrawEvents:
 
     async def enter(self, who: Principal, data: DrawRef) -> Result:
         room = await self._s.rooms.get_open(who.room)
-        draw = await self._draws.enter(room, who, data.draw_id)
+        try:
+            draw = await self._draws.enter(room, who, data.draw_id)
+        except Conflict:  # a retry may have taught the store an entry a killed node recorded
+            self.entries.mark((room.id, data.draw_id))
+            raise
         self.entries.mark((room.id, draw.id))
         return {"entered": True, "draw_id": draw.id}
 

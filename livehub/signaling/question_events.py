@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from livehub.errors import Conflict
 from livehub.interactions.questions import (
     QuestionService,
     QuestionState,
@@ -104,13 +105,21 @@ class QuestionEvents:
 
     async def upvote(self, who: Principal, data: QuestionRef) -> Result:
         room = await self._s.rooms.get_open(who.room)
-        votes = await self._qa.upvote(room, who, data.question_id)
+        try:
+            votes = await self._qa.upvote(room, who, data.question_id)
+        except Conflict:  # a retry may have taught the store a vote a killed node recorded
+            self._moved_votes(room.id, data.question_id)
+            raise
         self._moved_votes(room.id, data.question_id)
         return {"question_id": data.question_id, "votes": votes, "upvoted": True}
 
     async def unvote(self, who: Principal, data: QuestionRef) -> Result:
         room = await self._s.rooms.get_open(who.room)
-        votes = await self._qa.unvote(room, who, data.question_id)
+        try:
+            votes = await self._qa.unvote(room, who, data.question_id)
+        except Conflict:
+            self._moved_votes(room.id, data.question_id)
+            raise
         self._moved_votes(room.id, data.question_id)
         return {"question_id": data.question_id, "votes": votes, "upvoted": False}
 

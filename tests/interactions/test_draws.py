@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fake_clock import Clock
 
 from livehub.errors import Conflict, Forbidden, LivehubError, NotFound, ProtocolError, UserError
@@ -20,6 +23,7 @@ from livehub.interactions.draws import (
     PresentRule,
     QuizCorrectRule,
     WatchedRule,
+    entry_client_id,
 )
 from livehub.interactions.messages import Draft
 from livehub.rooms.counters import Counters
@@ -27,10 +31,13 @@ from livehub.rooms.eventlog import Event, NewEvent
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Principal, Room, RoomSettings
 from livehub.rooms.presence import Presence
+from livehub.rooms.recorder import room_event
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
 from .domain import ANN, BOB, CAT, DAN, HOST, MOD, Domain, viewer
+
+SEED_SECRET = "test-seed-secret"
 
 
 @pytest.fixture
@@ -76,7 +83,9 @@ def env(domain: Domain) -> Env:
     d = domain
     presence = Presence(d.store, d.log, d.counters, clock=d.clock)
     chat = ChatService(d.store, d.log, d.counters, d.moderation, clock=d.clock)
-    draws = DrawService(d.store, d.log, d.counters, d.rooms, presence, d.moderation, clock=d.clock)
+    draws = DrawService(
+        d.store, d.log, d.counters, d.rooms, presence, d.moderation, SEED_SECRET, clock=d.clock
+    )
     return Env(**d.parts(), presence=presence, chat=chat, draws=draws)
 
 
@@ -139,7 +148,11 @@ async def test_present_draw_end_to_end(env: Env) -> None:
     closed_event = next(e for e in await env.events() if e.kind == "draw.closed")
     assert closed_event.data["entrants"] == transcript["entrants"]
     committed_event = next(e for e in await env.events() if e.kind == "draw.committed")
+    # never the seed: a nonce, from which the seed comes again with the server's secret
     assert "seed" not in committed_event.data
+    nonce = committed_event.data["seed_nonce"]
+    message = f"draw-seed|r1|{draw_id}|{nonce}".encode()
+    assert hmac.new(SEED_SECRET.encode(), message, hashlib.sha256).hexdigest() == revealed.seed
 
     winners = {w.viewer_id for w in revealed.winners}
     for who in (ANN, BOB, CAT):
@@ -384,6 +397,146 @@ async def test_transcript_outlives_the_state_store(env: Env, tmp_path: Path) -> 
     fresh_store = MemoryStore(clock=env.clock)  # a restart of a memory-store node
     rooms = RoomService(env.rooms._repo, fresh_store, env.log, RoomSettings(), clock=env.clock)
     restarted = DrawService(
-        fresh_store, env.log, Counters(fresh_store), rooms, env.presence, env.moderation
+        fresh_store,
+        env.log,
+        Counters(fresh_store),
+        rooms,
+        env.presence,
+        env.moderation,
+        SEED_SECRET,
     )
     assert await restarted.transcript(room.id, draw_id) == expected
+
+
+# -- the log is the truth ----------------------------------------------------------------
+
+
+async def shown(draws: DrawService, room: Room, viewers: tuple[Principal, ...]) -> Any:
+    """Everything the draws show, read through a service (to compare two stores)."""
+    listed = await draws.draws(room.id)
+    return [
+        (
+            d,
+            await draws.entrant_count(d),
+            [await draws.has_entered(d, w.viewer_id) for w in viewers],
+            await draws.transcript(room.id, d.id) if d.status == "revealed" else None,
+        )
+        for d in listed
+    ]
+
+
+def emptied(env: Env, request: pytest.FixtureRequest) -> StateStore:
+    """The store after a restart: a new memory store, or the Redis flushed (restarted
+    without persistence)."""
+    if isinstance(env.store, MemoryStore):
+        return MemoryStore(clock=env.clock)
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return env.store
+
+
+async def test_rebuild_on_an_empty_store_brings_back_every_draw(
+    env: Env, request: pytest.FixtureRequest
+) -> None:
+    room = await env.room()
+    everyone = (ANN, BOB, CAT, DAN)
+
+    async def draw_with(*entrants: Principal) -> str:
+        draw_id = await env.create(room, winners=2)
+        for who in entrants:
+            await env.draws.enter(room, who, draw_id)
+        return draw_id
+
+    revealed = await draw_with(ANN, BOB, CAT)
+    await env.draws.commit(room, HOST, revealed)
+    await env.draws.reveal(room, HOST, revealed)
+    committed = await draw_with(BOB, CAT)
+    await env.draws.commit(room, HOST, committed)  # killed before the reveal
+    closed = await draw_with(CAT)
+    await env.draws.close(room, HOST.viewer_id, closed)
+    env.clock.advance(20)
+    still_open = await draw_with(ANN, BOB)  # closes at +60: 40 s after the others' start
+    before = await shown(env.draws, room, everyone)
+
+    store = emptied(env, request)
+    presence = Presence(store, env.log, Counters(store), clock=env.clock)
+    fresh = DrawService(
+        store,
+        env.log,
+        Counters(store),
+        env.rooms,
+        presence,
+        env.moderation,
+        SEED_SECRET,
+        clock=env.clock,
+    )
+    assert await fresh.draws(room.id) == []
+    await fresh.rebuild(room.id)
+    assert await shown(fresh, room, everyone) == before
+    await fresh.rebuild(room.id)  # idempotent
+    assert await shown(fresh, room, everyone) == before
+
+    # The committed draw reveals what its commitment promised.
+    done, is_fresh = await fresh.reveal(room, HOST, committed)
+    assert is_fresh and len(done.winners) == 2
+    transcript = await fresh.transcript(room.id, committed)
+    assert proof.verify(transcript) == (True, "ok")
+    promised = next(d for d, *_ in before if d.id == committed).commitment
+    assert promised is not None and transcript["commitment"] == promised
+    # The open one takes entries, one per viewer, and closes when its time is up.
+    err = await refused(fresh.enter(room, ANN, still_open))
+    assert err.code == "already_entered"
+    await fresh.enter(room, DAN, still_open)
+    env.clock.advance(59)
+    assert await fresh.close_expired() == []
+    env.clock.advance(1)
+    [expired] = await fresh.close_expired()
+    assert (expired.id, expired.entrant_count) == (still_open, 3)
+
+
+async def test_an_entry_recorded_by_a_killed_node_counts_once(env: Env) -> None:
+    room = await env.room()
+    draw_id = await env.create(room)
+    # Ann's entry was committed, then the node died before the store heard of it.
+    entry = room_event(
+        room, "draw.entered", ANN.viewer_id, {"draw_id": draw_id, "name": "Ann"},
+        client_id=entry_client_id(draw_id),
+    )  # fmt: skip
+    await env.log.append(entry)
+    # Bob's claim was taken by the previous version, which died before logging it.
+    await env.store.set(f"draw:r1:{draw_id}:entry:{BOB.viewer_id}", "1")
+    draw = await env.draws.get(room.id, draw_id)
+    assert await env.draws.entrant_count(draw) == 0
+
+    err = await refused(env.draws.enter(room, ANN, draw_id))  # Ann's retry
+    assert err.code == "already_entered"
+    assert await env.draws.entrant_count(draw) == 1
+    assert await env.draws.has_entered(draw, ANN.viewer_id)
+    await env.draws.enter(room, BOB, draw_id)  # Bob's retry is accepted
+    closed, _ = await env.draws.close(room, HOST.viewer_id, draw_id)
+    assert closed.entrant_count == 2
+    entered = [e.actor for e in await env.events() if e.kind == "draw.entered"]
+    assert sorted(entered) == [ANN.viewer_id, BOB.viewer_id]
+
+
+async def test_the_entrant_list_is_frozen_from_the_log_not_the_store(env: Env) -> None:
+    room = await env.room()
+    draw_id = await env.create(room)
+    await env.draws.enter(room, ANN, draw_id)
+    await env.store.delete(f"draw:r1:{draw_id}:entrants")  # the cache lost it
+    closed, _ = await env.draws.close(room, HOST.viewer_id, draw_id)
+    assert closed.entrant_count == 1
+
+
+async def test_an_unreadable_event_does_not_stop_the_rebuild(env: Env) -> None:
+    room = await env.room()
+    await env.log.append(room_event(room, "draw.created", HOST.viewer_id, {"draw_id": "d_bad"}))
+    draw_id = await env.create(room)
+    await env.draws.enter(room, ANN, draw_id)
+    await env.store.delete("draws:r1", f"draw:r1:{draw_id}:entrants")
+    await env.draws.rebuild(room.id)
+    [draw] = await env.draws.draws(room.id)
+    assert draw.id == draw_id and await env.draws.entrant_count(draw) == 1

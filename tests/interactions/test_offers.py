@@ -17,12 +17,14 @@ from livehub.interactions.offers import (
     Offer,
     OfferService,
     check_url,
-    clicked_key,
+    click_client_id,
+    clickers_key,
 )
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import Room
+from livehub.rooms.recorder import room_event
 from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.store import StateStore
 
@@ -186,13 +188,47 @@ async def test_a_viewer_click_counts_once_even_when_concurrent(env: Env) -> None
     assert ann["offer_clicks"] == 1
 
 
-async def test_the_log_still_counts_once_when_the_store_forgot(env: Env) -> None:
+async def test_a_click_recorded_by_a_killed_node_counts_once(env: Env) -> None:
     offer = await env.push()
-    assert (await env.offers.click(ROOM, ANN, offer.id))[1] is True
-    await env.store.delete(clicked_key("r1", offer.id, ANN.viewer_id))  # expired or flushed
+    # Ann's click was committed, then the node died before the store heard of it.
+    click = room_event(
+        ROOM, "offer.click", ANN.viewer_id, {"offer_id": offer.id},
+        client_id=click_client_id(offer.id),
+    )  # fmt: skip
+    await env.log.append(click)
+    assert await env.offers.click_total("r1", offer.id) == 0
+    assert (await env.offers.click(ROOM, ANN, offer.id))[1] is True  # her retry: learned
     assert (await env.offers.click(ROOM, ANN, offer.id))[1] is False
     assert await env.offers.click_total("r1", offer.id) == 1
     assert len([e for e in await env.events() if e.kind == "offer.click"]) == 1
+    ann = await env.counters.viewer("r1", ROOM.scope, ANN.viewer_id)
+    assert ann["offer_clicks"] == 1
+
+
+async def test_rebuild_on_an_empty_store_brings_back_cards_and_clicks(env: Env) -> None:
+    shown = await env.push(title="Shown", cta="Buy")
+    gone = await env.push(title="Gone")
+    await env.push(title="Quiet", text="")
+    for who in (ANN, BOB, HOST):
+        await env.offers.click(ROOM, who, shown.id)
+    await env.offers.click(ROOM, BOB, gone.id)
+    await env.offers.withdraw(ROOM, HOST, gone.id)
+    before = (await env.offers.offers("r1"), await env.offers.clicks("r1"))
+    assert before[1] == {shown.id: 2, gone.id: 1}
+
+    # A restart on the memory store, or Redis restarted without persistence: every key gone.
+    await env.store.delete("offers:r1", "offer_clicks:r1", clickers_key("r1", shown.id))
+    await env.store.delete(clickers_key("r1", gone.id))
+    assert await env.offers.offers("r1") == []
+    await env.offers.rebuild("r1")
+    assert (await env.offers.offers("r1"), await env.offers.clicks("r1")) == before
+    await env.offers.rebuild("r1")  # idempotent
+    assert (await env.offers.offers("r1"), await env.offers.clicks("r1")) == before
+    assert gone.id not in {o.id for o in await env.offers.active("r1")}
+    err = await refused(env.offers.click(ROOM, ANN, gone.id))
+    assert err.code == "offer_withdrawn"
+    assert (await env.offers.click(ROOM, ANN, shown.id))[1] is False  # counted before
+    assert await env.offers.click_total("r1", shown.id) == 2
 
 
 async def test_withdrawn_and_unknown_offers_count_nothing(env: Env) -> None:

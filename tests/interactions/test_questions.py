@@ -9,17 +9,21 @@ from dataclasses import dataclass
 import pytest
 
 from livehub.errors import LivehubError, RateLimited
+from livehub.interactions import questions
 from livehub.interactions.questions import (
     MAX_QUESTION_CHARS,
     AskResult,
     QuestionService,
     QuestionState,
     question_view,
+    vote_client_id,
 )
 from livehub.rooms.eventlog import Event
 from livehub.rooms.models import Principal, Room, RoomSettings
+from livehub.rooms.recorder import room_event
+from livehub.rooms.store import StateStore
 
-from .domain import ANN, BOB, CAT, HOST, MOD, Domain
+from .domain import ANN, BOB, CAT, DAN, HOST, MOD, Domain
 
 _ids = itertools.count()
 
@@ -388,7 +392,13 @@ async def test_upvote_once_unvote_and_upvote_again(env: Env) -> None:
         ("qa.unvote", BOB.viewer_id),
         ("qa.upvote", BOB.viewer_id),
     ]
-    assert all(e.data == {"question_id": q.id} for e in votes)
+    # each a numbered operation of its viewer on the question (the log's unique key)
+    assert [e.data for e in votes] == [
+        {"question_id": q.id, "seq": 0},
+        {"question_id": q.id, "seq": 0},
+        {"question_id": q.id, "seq": 1},
+        {"question_id": q.id, "seq": 2},
+    ]
     assert await env.counter(BOB, "upvotes") == 1
     assert await env.counter(CAT, "upvotes") == 1
 
@@ -511,3 +521,163 @@ async def test_dismissing_the_highlighted_question_clears_the_highlight(env: Env
     _, was_highlighted = await env.qa.dismiss(room, HOST, q.id)
     assert was_highlighted is True
     assert await env.qa.highlighted("r1") is None
+
+
+# ---------------------------------------------------------------- the log is the truth
+
+
+async def board(qa: QuestionService, viewers: tuple[Principal, ...]) -> dict[str, object]:
+    """Everything the Q&A shows, read through a service (to compare two stores)."""
+    visible = await qa.visible("r1")
+    queue = await qa.queue("r1")
+    highlighted = await qa.highlighted("r1")
+    ids = [s.id for s in visible + queue]
+    return {
+        "visible": visible,
+        "queue": queue,
+        "states": [await qa.get("r1", i) for i in ids],
+        "highlight": highlighted.id if highlighted else None,
+        "approval": await qa.require_approval("r1"),
+        "upvoted": {w.viewer_id: await qa.upvoted("r1", w.viewer_id) for w in viewers},
+    }
+
+
+async def test_rebuild_on_an_empty_store_brings_back_the_whole_board(
+    env: Env, both_stores: StateStore
+) -> None:
+    room = await env.room()
+    a = await env.asked(ANN, "What is the price?")
+    b = await env.asked(BOB, "When does the course start?")
+    gone = await env.asked(CAT, "Is there a replay?")
+    await env.moderation.add_rule(room, HOST, "discount", "word", "hold")
+    ruled = await env.asked(DAN, "Is there a discount code?")  # held by a rule
+    await env.qa.set_require_approval(room, HOST, True)
+    waiting = await env.asked(ANN, "Can I pay by card?")
+    approved = await env.asked(BOB, "Will slides be shared?")
+    rejected = await env.asked(CAT, "Who are you really?")
+    await env.qa.approve(room, MOD, approved.id)
+    await env.qa.reject(room, MOD, rejected.id)
+    for who in (BOB, CAT, DAN):
+        await env.qa.upvote(room, who, a.id)
+    await env.qa.unvote(room, CAT, a.id)
+    await env.qa.upvote(room, ANN, b.id)
+    await env.qa.upvote(room, ANN, approved.id)
+    await env.qa.unvote(room, ANN, approved.id)
+    await env.qa.upvote(room, ANN, approved.id)
+    await env.qa.upvote(room, ANN, gone.id)
+    await env.qa.answer(room, HOST, b.id)
+    await env.qa.dismiss(room, HOST, gone.id)
+    await env.qa.highlight(room, HOST, a.id)
+    viewers = (ANN, BOB, CAT, DAN)
+    before = await board(env.qa, viewers)
+    assert before["approval"] is True
+    assert [s.id for s in before["queue"]] == [ruled.id, waiting.id]  # type: ignore[attr-defined]
+    assert [(s.id, s.votes) for s in before["visible"]] == [  # type: ignore[attr-defined]
+        (a.id, 2),
+        (b.id, 1),
+        (approved.id, 1),
+    ]
+
+    # A restart on the memory store, or Redis restarted without persistence.
+    fresh = QuestionService(both_stores, env.log, env.counters, env.moderation, clock=env.clock)
+    assert (await board(fresh, viewers))["visible"] == []
+    await fresh.rebuild("r1")
+    assert await board(fresh, viewers) == before
+    assert (await fresh.get("r1", gone.id)).status == "dismissed"
+    assert (await fresh.get("r1", rejected.id)).status == "rejected"
+    assert (await fresh.get("r1", ruled.id)).question.held_by == "rule"
+    await fresh.rebuild("r1")  # idempotent
+    assert await board(fresh, viewers) == before
+
+    # and it carries on from there: approval still on, votes still one per viewer
+    with pytest.raises(LivehubError) as caught:
+        await fresh.upvote(room, BOB, a.id)
+    assert caught.value.code == "already_upvoted"
+    assert await fresh.upvote(room, CAT, a.id) == 3
+    assert await fresh.unvote(room, ANN, approved.id) == 0
+    env.clock.advance(DEFAULT_INTERVAL)
+    late = await fresh.ask(room, CAT, "Any homework?", anonymous=False, client_id="late")
+    assert late.question is not None and late.question.status == "pending"
+
+
+async def test_rebuild_undoes_a_move_the_log_never_recorded(env: Env) -> None:
+    room = await env.room()
+    await env.qa.set_require_approval(room, HOST, True)
+    q = await env.asked(ANN, "What is the price?")
+    # An approval killed after the store moved the question, before its event.
+    await env.store.srem("qa:r1:pending", str(q.id))
+    await env.store.sadd("qa:r1:open", str(q.id))
+    await env.store.hincr("qa:r1:votes", str(q.id))
+    await env.qa.rebuild("r1")
+    state = await env.qa.get("r1", q.id)
+    assert (state.status, state.votes) == ("pending", 0)
+    assert (await env.qa.approve(room, MOD, q.id)).status == "open"  # the retry
+    assert await env.kinds() == ["qa.settings", "qa.held", "qa.approved"]
+
+
+async def test_a_vote_recorded_by_a_killed_node_is_learned_on_retry(env: Env) -> None:
+    room = await env.room()
+    q = await env.asked(ANN, "What is the price?")
+    # The node was killed after the commit, before the store heard of the upvote.
+    event = room_event(
+        room, "qa.upvote", BOB.viewer_id, {"question_id": q.id, "seq": 0},
+        client_id=vote_client_id(q.id, 0),
+    )  # fmt: skip
+    await env.log.append(event)
+    assert (await env.qa.get("r1", q.id)).votes == 0
+    assert await env.refused("upvote", BOB, q.id) == "already_upvoted"  # the retry
+    assert (await env.qa.get("r1", q.id)).votes == 1  # learned once
+    assert await env.refused("upvote", BOB, q.id) == "already_upvoted"
+    assert (await env.qa.get("r1", q.id)).votes == 1
+    assert await env.qa.upvoted("r1", BOB.viewer_id) == {q.id}
+    assert await env.qa.unvote(room, BOB, q.id) == 0
+    assert await env.qa.upvote(room, BOB, q.id) == 1
+    votes = [(e.kind, e.data["seq"]) for e in await env.events() if e.actor == BOB.viewer_id]
+    assert votes == [("qa.upvote", 0), ("qa.unvote", 1), ("qa.upvote", 2)]
+
+
+async def test_votes_recorded_before_numbering_keep_their_state(env: Env) -> None:
+    room = await env.room()
+    q = await env.asked(ANN, "What is the price?")
+    for kind in ("qa.upvote", "qa.unvote", "qa.upvote"):  # as the previous version logged
+        await env.log.append(room_event(room, kind, BOB.viewer_id, {"question_id": q.id}))
+    await env.qa.rebuild("r1")
+    assert (await env.qa.get("r1", q.id)).votes == 1
+    assert await env.refused("upvote", BOB, q.id) == "already_upvoted"
+    assert await env.qa.unvote(room, BOB, q.id) == 0
+    assert await env.qa.upvote(room, BOB, q.id) == 1
+
+
+async def test_a_claim_left_by_a_killed_node_is_taken_over(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(questions, "RACING_RETRY_WAIT_SECONDS", 0.1)
+    await env.store.set_if_absent(f"qa:r1:ask:{ANN.viewer_id}:lost", "1", 30)
+    result = await env.ask(ANN, "What is the price?", cid="lost")
+    assert result.question is not None and not result.duplicate
+    again = await env.ask(ANN, "What is the price?", cid="lost")
+    assert again.duplicate and again.question is not None
+    assert again.question.id == result.question.id
+    assert await env.kinds() == ["qa.asked"]
+
+
+async def test_staff_moves_killed_halfway_are_settled_by_the_log(env: Env) -> None:
+    room = await env.room()
+    await env.qa.set_require_approval(room, HOST, True)
+    first = await env.asked(ANN, "What is the price?")
+    second = await env.asked(BOB, "When does the course start?")
+    # Killed after taking the first out of the queue, before recording anything:
+    await env.store.srem("qa:r1:pending", str(first.id))
+    assert (await env.qa.approve(room, MOD, first.id)).status == "open"  # the retry
+    # Killed after recording the second's approval, before the store moved it:
+    await env.store.srem("qa:r1:pending", str(second.id))
+    data = {"question_id": second.id, "viewer_id": BOB.viewer_id}
+    await env.log.append(room_event(room, "qa.approved", MOD.viewer_id, data))
+    assert await env.refused("approve", MOD, second.id) == "not_found"  # already approved
+    assert sorted(await env.visible_ids()) == [first.id, second.id]
+    # A dismissal killed after taking the question off the board:
+    await env.store.srem("qa:r1:open", str(first.id))
+    dismissed, _ = await env.qa.dismiss(room, HOST, first.id)
+    assert dismissed.status == "dismissed"
+    assert await env.visible_ids() == [second.id]
+    assert (await env.kinds()).count("qa.dismissed") == 1

@@ -18,7 +18,8 @@ from processes import NodeClients, ServerProcess, TwoNodes, api, create_room, ru
 from support import LiveClient, Server, error_code, mint_token, vid
 
 from livehub.interactions import draw_proof as proof
-from livehub.interactions.draws import Draw, draws_key
+from livehub.interactions.draws import Draw, draws_key, entry_client_id
+from livehub.rooms.eventlog import NewEvent
 
 PRESENT = {"kind": "present"}
 
@@ -329,3 +330,23 @@ async def test_two_nodes_run_one_draw(
         "draw.committed",
         "draw.revealed",
     ]
+
+
+async def test_a_retry_of_an_entry_a_killed_node_recorded_pushes_the_learned_count(
+    server: Server,
+) -> None:
+    room = await new_room(server)
+    host = await server.client(room, role="host", name="Host")
+    ann = await server.client(room, name="Ann")
+    draw_id = (await create_draw(host))["draw_id"]
+    # Recorded by a node killed before its store heard of it (or answered).
+    recorded = NewEvent(
+        room=room, kind="draw.entered", actor=vid(ann), data={"draw_id": draw_id, "name": "Ann"},
+        client_id=entry_client_id(draw_id),
+    )  # fmt: skip
+    await server.services.log.append(recorded)
+    assert error_code(await ann.call("draw_enter", {"draw_id": draw_id})) == "already_entered"
+    pushed = await host.wait_for("draw_entries", lambda e: e["draw_id"] == draw_id)
+    assert pushed["entrant_count"] == 1
+    state = await ann.call("draw_state")
+    assert state["entered"] == [draw_id]

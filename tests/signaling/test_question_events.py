@@ -10,6 +10,9 @@ from typing import Any
 
 from support import LiveClient, Server, error_of, new_room, vid
 
+from livehub.interactions.questions import vote_client_id
+from livehub.rooms.eventlog import NewEvent
+
 
 async def ask(client: LiveClient, text: str, **kw: Any) -> dict[str, Any]:
     payload = {"text": text, "client_id": uuid.uuid4().hex, **kw}
@@ -301,3 +304,23 @@ async def test_a_held_question_goes_to_the_staff_only(server: Server) -> None:
     )
     assert not pushed(bob, "question", held["id"])
     assert [e.kind for e in await qa_events(server, room)] == ["qa.held", "qa.rejected"]
+
+
+async def test_a_retry_of_a_vote_a_killed_node_recorded_pushes_the_learned_tally(
+    server: Server,
+) -> None:
+    room = await new_room(server)
+    ann = await server.client(room, name="Ann")
+    bob = await server.client(room, name="Bob", viewer_id="v_bob")
+    question = await asked(ann, "What is the price?")
+    # Recorded by a node killed before its store heard of it (or answered).
+    recorded = NewEvent(
+        room=room, kind="qa.upvote", actor="v_bob", data={"question_id": question["id"], "seq": 0},
+        client_id=vote_client_id(question["id"], 0),
+    )  # fmt: skip
+    await server.services.log.append(recorded)
+    ack = await bob.call("qa_upvote", {"question_id": question["id"]})
+    assert error_of(ack)["code"] == "already_upvoted"
+    await ann.wait_for("qa_votes", lambda v: v.get(str(question["id"])) == 1)
+    [listed] = (await bob.call("qa_list"))["questions"]
+    assert (listed["votes"], listed["upvoted"]) == (1, True)
