@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 from processes import NodeClients, ProcessGroup, TwoNodes
-from redis_server import RedisProcess, start_redis
+from redis_server import OwnRedis, RedisProcess, start_redis
 from support import Server, make_settings, start_server, stop_server
 
 
@@ -21,6 +21,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis of the test's own (not started yet: set ``persist``, then ``start()``),
+    to kill, freeze and start again on the same port; every server stopped in teardown."""
+    own = OwnRedis(tmp_path / "own-redis")
+    try:
+        yield own
+    finally:
+        own.stop_all()
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ Not a fixture: ``tests/conftest.py`` wraps it, and scripts can call
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -46,6 +48,50 @@ class RedisProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass
+class OwnRedis:
+    """A test's own Redis "service" on one port: killed, frozen and started again.
+
+    ``start()`` starts it (again on the same port, in the same directory: with
+    ``persist`` it comes back with its data, otherwise empty); ``stop_all()``
+    ends every server it started (the ``own_redis`` fixture calls it).
+    """
+
+    tmp_dir: Path
+    persist: bool = False
+    servers: list[RedisProcess] = field(default_factory=list)
+
+    def start(self) -> RedisProcess:
+        port = self.servers[0].port if self.servers else None
+        server = start_redis(self.tmp_dir, port=port, persist=self.persist)
+        self.servers.append(server)
+        return server
+
+    @property
+    def current(self) -> RedisProcess:
+        return self.servers[-1]
+
+    @property
+    def url(self) -> str:
+        return self.current.url
+
+    def kill(self) -> None:
+        self.current.kill()
+
+    def freeze(self) -> None:
+        os.kill(self.current.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.current.process.poll() is None:
+            os.kill(self.current.process.pid, signal.SIGCONT)
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            if server.process.poll() is None:
+                os.kill(server.process.pid, signal.SIGCONT)
+            server.stop()
 
 
 def start_redis(

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from processes import NodeClients, ProcessGroup, ServerProcess, create_room
-from redis_server import start_redis
+from redis_server import OwnRedis
 from support import LiveClient, mint_token
 
 from livehub.rooms.recovery import SETTLE_SECONDS
@@ -229,30 +229,22 @@ async def test_polls_and_quizzes_survive_a_restart(
 
 
 async def test_a_node_rebuilds_polls_and_quizzes_when_redis_restarts_empty(
-    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path, own_redis: OwnRedis
 ) -> None:
-    redis = start_redis(tmp_path / "redis")
-    fresh = None
-    try:
-        data = tmp_path / "data"
-        node = procs.serve(data, redis_url=redis.url)
-        show = Show(node_clients)
-        await show.stage(node)
-        before = await show.seen(node)
-        closes_at = await show.open_short_timer(node)
+    data = tmp_path / "data"
+    node = procs.serve(data, redis_url=own_redis.start().url)
+    show = Show(node_clients)
+    await show.stage(node)
+    before = await show.seen(node)
+    closes_at = await show.open_short_timer(node)
 
-        redis.process.kill()
-        redis.process.wait(timeout=5)
-        fresh = start_redis(tmp_path / "redis-fresh", port=redis.port)  # empty: no persistence
+    own_redis.kill()
+    own_redis.start()  # empty: no persistence
 
-        await _until(lambda: _same(show, node, before), REBUILD_BOUND, "rebuilt after Redis")
-        assert node.alive(), node.output()
-        await show.short_timer_ran_out(node, data, closes_at)
-        await show.goes_on(node)
-    finally:
-        if fresh is not None:
-            fresh.stop()
-        redis.stop()
+    await _until(lambda: _same(show, node, before), REBUILD_BOUND, "rebuilt after Redis")
+    assert node.alive(), node.output()
+    await show.short_timer_ran_out(node, data, closes_at)
+    await show.goes_on(node)
 
 
 async def _same(show: Show, node: ServerProcess, before: dict[str, Any]) -> bool:

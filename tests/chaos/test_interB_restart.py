@@ -15,14 +15,14 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from processes import NodeClients, ProcessGroup, ServerProcess, create_room
-from redis_server import RedisProcess, start_redis
+from redis_server import OwnRedis
 from support import LiveClient, mint_token
 
 ROOM = "show"
@@ -240,30 +240,19 @@ async def test_everything_survives_a_graceful_restart_and_a_kill(show: Show) -> 
     await carries_on(show, node)
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[list[RedisProcess]]:
-    """A Redis of this test's own, to kill and start again empty on the same port."""
-    servers: list[RedisProcess] = [start_redis(tmp_path / "redis")]
-    yield servers
-    for server in servers:
-        server.stop()
-
-
 @pytest.mark.timeout(90)
 async def test_a_redis_restart_without_persistence_is_rebuilt_by_the_running_node(
-    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path, own_redis: list[RedisProcess]
+    procs: ProcessGroup, node_clients: NodeClients, tmp_path: Path, own_redis: OwnRedis
 ) -> None:
     show = Show(procs, node_clients, tmp_path / "data")
-    show.redis_url = own_redis[0].url
+    show.redis_url = own_redis.start().url
     node = show.serve()
     await show.stage(node)
     before = await show.observe(node)
     check_staged(show, before)
 
-    first = own_redis[0]
-    first.process.kill()  # nothing saved: the new one starts empty
-    first.process.wait()
-    own_redis.append(start_redis(tmp_path / "redis", port=first.port))
+    own_redis.kill()  # nothing saved: the new one starts empty
+    own_redis.start()
     show.patient = True
 
     async def rebuilt() -> bool:

@@ -12,30 +12,18 @@ import contextlib
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from processes import NodeClients, ProcessGroup, ServerProcess, create_room
-from redis_server import RedisProcess, start_redis
+from redis_server import OwnRedis
 from support import LiveClient, error_code, mint_token
 
 ROOM = "outage"
 ROOM_SETTINGS = {"chat_rate_per_second": 100, "chat_burst": 100, "max_danmaku_per_second": 0}
 OUTAGE = 3.0  # seconds Redis stays down while the viewers keep sending
 BOUND = 20.0  # seconds any one recovery may take before the test fails (it takes ~2)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[list[RedisProcess]]:
-    """The test's own redis-server(s), the last one current; all stopped in teardown."""
-    servers: list[RedisProcess] = []
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 async def wait_health(node: ServerProcess, status: int) -> dict[str, Any]:
@@ -78,12 +66,11 @@ async def test_a_redis_outage_refuses_then_resumes_without_losing_anything(
     persist: bool,
     procs: ProcessGroup,
     node_clients: NodeClients,
-    own_redis: list[RedisProcess],
+    own_redis: OwnRedis,
     tmp_path: Path,
 ) -> None:
-    redis_dir = tmp_path / "redis"
-    own_redis.append(start_redis(redis_dir, persist=persist))
-    url, port = own_redis[0].url, own_redis[0].port
+    own_redis.persist = persist
+    url = own_redis.start().url
     data = tmp_path / "data"
     a, b = procs.serve(data, redis_url=url), procs.serve(data, redis_url=url)
     pids = (a.pid, b.pid)
@@ -94,7 +81,7 @@ async def test_a_redis_outage_refuses_then_resumes_without_losing_anything(
     for viewer in (ann, bob):
         await viewer.wait_until(lambda v=viewer: delivered(v, before), BOUND)
 
-    own_redis[0].kill()
+    own_redis.kill()
     # Refused at once with a retryable error, on both nodes, for as long as Redis
     # is away (long enough for the listeners' back-off to reach its cap); nothing
     # is recorded for it, and health names the store.
@@ -110,7 +97,7 @@ async def test_a_redis_outage_refuses_then_resumes_without_losing_anything(
         await asyncio.sleep(0.1)
     seen_batches = len(ann.events["batch"])
 
-    own_redis.append(start_redis(redis_dir, port=port, persist=persist))
+    own_redis.start()
     # Each node resumes by itself: the first retry that is accepted counts once,
     # and everything acked from now on reaches both viewers, across the nodes.
     acked = {(await chat_until_accepted(ann, "a-0"))["id"]}
