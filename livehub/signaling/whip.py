@@ -351,7 +351,7 @@ class WhipEndpoints:
                 resumed = await self._s.rooms.resume_stream(room_id, actor)
                 if resumed is not None:
                     log.info("room %s: the publisher is back on %s", room_id, room.scope)
-                    await self._tell(resumed)
+                await self._tell(resumed or room)
                 return
             try:
                 live, _ = await self._s.rooms.start_stream(room_id, actor)

@@ -562,9 +562,7 @@ async def test_with_no_grace_period_a_lost_publisher_ends_the_stream_at_once(
     assert not (await room_view(media_server, rid))["live"]
     assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
     assert media(media_server).sessions(rid) == [], "the viewers' sessions were closed"
-    await until(
-        lambda: viewer.pc.connectionState in ("closed", "failed"), 5, "the viewer cut off"
-    )
+    await until(lambda: viewer.pc.connectionState in ("closed", "failed"), 5, "the viewer cut off")
 
 
 async def test_a_delete_after_the_peer_connection_closed_answers_200_and_ends_the_stream(
