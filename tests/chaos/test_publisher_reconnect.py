@@ -74,7 +74,8 @@ async def publish(
             continue
         assert status == 201, answer
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        await _until(lambda: pc.connectionState == "connected", "the publisher to connect")
+        connected = pc
+        await _until(lambda: connected.connectionState == "connected", "the publisher to connect")
         return publisher
 
 
