@@ -74,8 +74,7 @@ async def publish(
             continue
         assert status == 201, answer
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        connected = pc
-        await _until(lambda: connected.connectionState == "connected", "the publisher to connect")
+        await _until(lambda p=pc: p.connectionState == "connected", "the publisher to connect")
         return publisher
 
 
