@@ -208,12 +208,12 @@ class RoomService:
         """The stream's media is alive now (what a restart counts the grace period from)."""
         await self._repo.touch_stream(stream_id, self._clock())
 
-    async def last_seen(self, stream: Stream) -> float:
-        """The last time the stream is known to have had its publisher."""
+    async def last_seen(self, stream: Stream) -> float | None:
+        """The last time the stream is known to have had its publisher's media; None for
+        a stream that never had any (started over REST, for chat alone)."""
         if stream.paused_at is not None:
             return stream.paused_at
-        seen = await self._repo.stream_seen_at(stream.id)
-        return max(stream.started_at, seen or 0.0)
+        return await self._repo.stream_seen_at(stream.id)
 
     async def streams(self, room_id: str) -> list[Stream]:
         await self.get(room_id)

@@ -257,8 +257,8 @@ class WhipEndpoints:
         await _quietly(self._release(room_id), room_id)
 
     async def _restore(self) -> None:
-        """On start: pause the streams a previous run left live (a restart, a crash),
-        unless another node has their media; end those whose grace period ran out."""
+        """On start: pause the streams whose media a previous run left live (a restart,
+        a crash), unless another node has it; end those whose grace period ran out."""
         try:
             waiting: list[str] = []
             for room_id in await self._s.rooms.open_room_ids():
@@ -282,6 +282,8 @@ class WhipEndpoints:
             if room.stream is None or room_id in self.sessions.rooms():
                 return
             since = await self._s.rooms.last_seen(room.stream)
+            if since is None:
+                return  # a stream without media (started over REST): not ours to pause
             left = since + room.settings.publisher_grace_seconds - self._s.rooms.now()
             if left <= 0 or room.settings.publisher_grace_seconds == 0:
                 log.info("room %s: stream %s was left live: it ends", room_id, room.stream.id)
@@ -339,6 +341,8 @@ class WhipEndpoints:
         room = await self._s.rooms.get(room_id)
         if relay is not None and room.stream is not None:
             self._streams[room_id] = room.stream.id
+            self._seen.pop(room_id, None)  # seen now: a restart from here on continues it
+            await _quietly(self._mark_seen(room_id, room.stream.id), room_id)
             for hook in self.on_media_live:
                 await _quietly(hook(room_id, room.stream.id, relay), room_id)
 

@@ -145,12 +145,12 @@ async def test_a_publisher_back_within_the_grace_period_continues_the_same_strea
         assert await media_state(viewer, "live") == {"state": "live", "stream": stream_id}
         view = await room_view(node, "show")
         assert view["live"] and not view["paused"] and view["stream_id"] == stream_id
-    assert [s["id"] for s in await streams(node, "show")] == [stream_id], "one stream, one report"
-    assert [k for k, _, _ in logged(data, "show")] == [
-        "stream.started",
-        "stream.paused",
-        "stream.resumed",
-    ]
+        assert [s["id"] for s in await streams(node, "show")] == [stream_id], "one stream"
+        assert [k for k, _, _ in logged(data, "show")] == [
+            "stream.started",
+            "stream.paused",
+            "stream.resumed",
+        ]
     no_lost_tasks(node)
 
 
@@ -233,6 +233,11 @@ async def test_a_stream_left_live_longer_than_its_grace_period_ends_on_start(
     data = tmp_path / "data"
     node = procs.serve(data)
     made = await create_room(node.url, "gone", "Gone", settings={"publisher_grace_seconds": 1})
+    # A stream without media (started over REST, for chat alone) is not the publisher's.
+    chat = await create_room(node.url, "chat", "Chat", settings={"publisher_grace_seconds": 1})
+    token = chat["host_token"]
+    status, _ = await api(node.url, "POST", "/api/rooms/chat/streams", token=token)
+    assert status == 201
     async with publishers() as pubs:
         await publish(pubs, node, "gone", made["host_token"])
         stream_id = (await room_view(node, "gone"))["stream_id"]
@@ -244,6 +249,8 @@ async def test_a_stream_left_live_longer_than_its_grace_period_ends_on_start(
     while (await room_view(restarted, "gone"))["live"]:
         assert time.monotonic() < deadline, "the stream left live was never ended"
         await asyncio.sleep(0.1)
+    chat_view = await room_view(restarted, "chat")
+    assert chat_view["live"] and not chat_view["paused"], "left alone"
     [ended] = await streams(restarted, "gone")
     assert ended["id"] == stream_id and ended["ended_at"] is not None
     events = logged(data, "gone")
