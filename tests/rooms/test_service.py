@@ -397,3 +397,25 @@ async def test_publisher_grace_seconds_is_a_validated_room_setting(node: Node) -
         with pytest.raises(ProtocolError) as info:
             await node.rooms.update("show", "admin", settings={"publisher_grace_seconds": bad})
         assert "publisher_grace_seconds" in info.value.message
+
+
+async def test_a_database_from_before_streams_were_seen_is_migrated(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute(
+            "CREATE TABLE streams (id TEXT PRIMARY KEY, room TEXT NOT NULL,"
+            " started_at REAL NOT NULL, ended_at REAL)"
+        )
+        conn.execute("INSERT INTO streams VALUES ('s_old', 'show', 1.0, NULL)")
+    repo = await RoomRepository.open(old, "NORMAL")
+    try:
+        assert await repo.stream_seen_at("s_old") is None
+        await repo.touch_stream("s_old", 5.0)
+        assert await repo.stream_seen_at("s_old") == 5.0
+    finally:
+        await repo.close()
+    reopened = await RoomRepository.open(old, "NORMAL")  # migrating twice is harmless
+    try:
+        assert await reopened.stream_seen_at("s_old") == 5.0
+    finally:
+        await reopened.close()
