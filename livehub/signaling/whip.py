@@ -351,8 +351,8 @@ class WhipEndpoints:
             room = await self._s.rooms.get_open(room_id)
             if room.live:
                 # a stream started over REST, or a publisher back within its grace period
-                self._grace.cancel(room_id)
                 resumed = await self._s.rooms.resume_stream(room_id, actor)
+                self._grace.cancel(room_id)  # only now: a failed resume leaves it paused
                 if resumed is not None:
                     log.info("room %s: the publisher is back on %s", room_id, room.scope)
                 await self._tell(resumed or room)
