@@ -18,11 +18,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
-from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
+from processes import NodeClients, ProcessGroup, ServerProcess, TwoNodes, api, create_room
 from support import LiveClient, mint_token
 
 from livehub.app import DB_FILE
@@ -50,8 +51,8 @@ async def publishers() -> AsyncIterator[list[Publisher]]:
 async def publish(
     made: list[Publisher], node: ServerProcess, room: str, token: str, *, retry_for: float = 0
 ) -> Publisher:
-    """A WHIP publisher of a test picture, connected; a 409 is retried for ``retry_for`` s
-    (a killed node's media claim lapsing in Redis)."""
+    """A WHIP publisher of a test picture, connected; a 307 is followed with the token (as a
+    WHIP client must), a 409 retried for ``retry_for`` s (a killed node's claim lapsing)."""
     deadline = time.monotonic() + retry_for
     while True:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -60,14 +61,16 @@ async def publish(
         pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{node.url}/whip/{room}", data=pc.localDescription.sdp, headers=headers
-            ) as r,
-        ):
-            status, answer = r.status, await r.text()
-            publisher.location = r.headers.get("Location", "")
+        offer = pc.localDescription.sdp
+        url = f"{node.url}/whip/{room}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.post(url, data=offer, headers=headers, allow_redirects=False) as r:
+                    status, answer = r.status, await r.text()
+                    publisher.location = urljoin(url, r.headers.get("Location", ""))
+                if status != 307:
+                    break
+                url = publisher.location
         if status == 409 and time.monotonic() < deadline:
             await pc.close()
             await asyncio.sleep(0.5)
@@ -83,15 +86,6 @@ async def _until(condition: Any, what: str, timeout: float = CONNECT_TIMEOUT) ->
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
-
-
-async def whip_delete(node: ServerProcess, publisher: Publisher, token: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.delete(node.url + publisher.location, headers=headers) as r,
-    ):
-        return r.status
 
 
 async def room_view(node: ServerProcess, room: str) -> dict[str, Any]:
@@ -176,6 +170,28 @@ async def test_a_publisher_not_back_in_time_ends_the_stream_as_a_stop(
         assert await media_state(viewer, "live") != {"state": "live", "stream": stream_id}
         assert len(await streams(node, "brief")) == 2
     no_lost_tasks(node)
+
+
+async def test_on_two_nodes_the_publisher_is_sent_back_to_the_node_holding_the_pause(
+    two_nodes: TwoNodes, node_clients: NodeClients, tmp_path: Path
+) -> None:
+    a, b = two_nodes
+    made = await create_room(a.url, "duo", "Duo")
+    host = made["host_token"]
+    async with publishers() as pubs:
+        first = await publish(pubs, a, "duo", host)
+        stream_id = (await room_view(a, "duo"))["stream_id"]
+        on_b = await node_clients.connect(b, "duo", mint_token("duo"))
+        await first.pc.close()
+        assert await media_state(on_b, "paused") == {"state": "paused", "stream": stream_id}
+        # Posted to B, the publisher is sent to A, which holds the relay and its viewers.
+        back = await publish(pubs, b, "duo", host)
+        assert back.location.startswith(f"{a.url}/whip/duo/"), back.location
+        assert await media_state(on_b, "live") == {"state": "live", "stream": stream_id}
+        assert [s["id"] for s in await streams(b, "duo")] == [stream_id]
+        kinds = [k for k, _, _ in logged(tmp_path / "data", "duo")]
+        assert kinds == ["stream.started", "stream.paused", "stream.resumed"], kinds
+    no_lost_tasks(a, b)
 
 
 RESTARTS = [
