@@ -190,6 +190,10 @@ class WhipEndpoints:
                         await self._end_media(room_id)
                     elif self.sessions.publisher(room_id) is not None:
                         await self._mark_seen(room_id, stream_id)
+                for room_id in sorted(self.sessions.rooms()):
+                    if self.sessions.holding(room_id) and self._grace.pending(room_id) is None:
+                        # its publisher was lost while the store was down, say: pause it now
+                        await self._publisher_lost(room_id, "no grace period running")
             except Exception:  # the store is down, say: try again next time
                 log.exception("checking this node's media failed")
 
@@ -258,23 +262,30 @@ class WhipEndpoints:
 
     async def _restore(self) -> None:
         """On start: pause the streams whose media a previous run left live (a restart,
-        a crash), unless another node has it; end those whose grace period ran out."""
-        try:
-            waiting: list[str] = []
-            for room_id in await self._s.rooms.open_room_ids():
-                if (await self._s.rooms.get(room_id)).stream is None:
-                    continue
-                if await self.ownership.elsewhere(room_id) is not None:
-                    waiting.append(room_id)  # alive, or a dead node's claim lapsing
-                    continue
-                await self._orphaned(room_id)
-            if waiting:
-                await asyncio.sleep(self.ownership.ttl + self.sessions.config.owner_check)
-                for room_id in waiting:
-                    if await self.ownership.elsewhere(room_id) is None:
-                        await self._orphaned(room_id)
-        except Exception:
-            log.exception("pausing the streams a previous run left live failed")
+        a crash), unless another node has it; end those whose grace period ran out.
+        Tried again until it succeeds (the database or the store may be down)."""
+        while True:
+            try:
+                await self._restore_once()
+                return
+            except Exception:
+                log.exception("pausing the streams a previous run left live failed")
+            await asyncio.sleep(self.sessions.config.owner_check)
+
+    async def _restore_once(self) -> None:
+        waiting: list[str] = []
+        for room_id in await self._s.rooms.open_room_ids():
+            if (await self._s.rooms.get(room_id)).stream is None:
+                continue
+            if await self.ownership.elsewhere(room_id) is not None:
+                waiting.append(room_id)  # alive, or a dead node's claim lapsing
+                continue
+            await self._orphaned(room_id)
+        if waiting:
+            await asyncio.sleep(self.ownership.ttl + self.sessions.config.owner_check)
+            for room_id in waiting:
+                if await self.ownership.elsewhere(room_id) is None:
+                    await self._orphaned(room_id)
 
     async def _orphaned(self, room_id: str) -> None:
         async with self._pausing:

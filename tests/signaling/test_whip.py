@@ -45,6 +45,7 @@ from support import (
 )
 
 from livehub import settings
+from livehub.errors import Unavailable
 from livehub.media.forwarding import is_forwarding
 from livehub.media.ownership import owner_key
 from livehub.media.relay import RoomRelay
@@ -541,6 +542,31 @@ async def test_a_closed_publisher_is_seen_at_once_not_by_the_watchdog(
     assert took < MEDIA_TIMING["peer_timeout"], took
     assert media(media_server).publisher(rid) is None and media(media_server).holding(rid)
     assert (await room_view(media_server, rid))["live"], "paused, not ended"
+
+
+async def test_a_pause_that_failed_is_made_by_the_next_media_check(
+    media_server: Server, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = await media_server.create_room()
+    rid = made["room"]["id"]
+    publisher = await clients.publish(rid, made["host_token"], audio=False)
+    sock = await media_server.client(rid)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    rooms = media_server.services.rooms
+    real = rooms.pause_stream
+    failures: list[str] = []
+
+    async def down_once(room_id: str, stream_id: str, **kw: Any) -> Any:
+        if not failures:
+            failures.append(room_id)
+            raise Unavailable("The state store cannot be reached.")
+        return await real(room_id, stream_id, **kw)
+
+    monkeypatch.setattr(rooms, "pause_stream", down_once)
+    await publisher.pc.close()
+    await sock.wait_for("media", lambda m: m["state"] == "paused")
+    assert failures == [rid], "the first attempt failed; the media check paused it after"
+    assert (await room_view(media_server, rid))["paused"]
 
 
 async def test_with_no_grace_period_a_lost_publisher_ends_the_stream_at_once(
