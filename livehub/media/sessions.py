@@ -72,6 +72,7 @@ class Ended:
     role: Role
     room: str
     owner: str
+    reason: str  # why it ended: "deleted", "connection closed", "no media", ...
 
 
 @dataclass(frozen=True)
@@ -368,10 +369,11 @@ class MediaSessions:
             if relay is not None:
                 self._forget(relay)
 
-    async def _discard(self, session: Session) -> None:
+    async def _discard(self, session: Session, reason: str = "discarded") -> None:
         """Forget a session (no callbacks); a late DELETE of it is still recognised."""
         if self._sessions.pop(session.id, None) is not None:
-            self._ended[session.id] = Ended(session.id, session.role, session.room, session.owner)
+            ended = Ended(session.id, session.role, session.room, session.owner, reason)
+            self._ended[session.id] = ended
             while len(self._ended) > ENDED_KEPT:
                 self._ended.popitem(last=False)
         if self._publishers.get(session.room) is session:
@@ -388,7 +390,7 @@ class MediaSessions:
         if relay is not None:
             relay.remove_viewer(session.id)
         log.info("room %s: viewer %s ends (%s)", session.room, session.id, reason)
-        await self._discard(session)
+        await self._discard(session, reason)
 
     async def _close_viewer_id(self, session_id: str, reason: str) -> None:
         session = self._sessions.get(session_id)
@@ -402,7 +404,7 @@ class MediaSessions:
         if relay is not None and self._publishers.get(session.room) is session:
             relay.detach_publisher()
         log.info("room %s: publisher %s ends (%s)", session.room, session.id, reason)
-        await self._discard(session)
+        await self._discard(session, reason)
 
     async def _publisher_vanished(self, session: Session, reason: str) -> None:
         if session.closed:
@@ -450,7 +452,7 @@ class MediaSessions:
             if relay is not None:
                 self._forget(relay)
         for session in list(self._sessions.values()):
-            await self._discard(session)
+            await self._discard(session, "shutdown")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

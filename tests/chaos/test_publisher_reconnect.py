@@ -11,6 +11,7 @@ Every wait is event-driven with a generous bound; nothing asserts a duration.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -134,6 +135,9 @@ async def test_a_publisher_back_within_the_grace_period_continues_the_same_strea
         viewer = await node_clients.connect(node, "show", mint_token("show"))
         await first.pc.close()  # lost without a DELETE
         assert await media_state(viewer, "paused") == {"state": "paused", "stream": stream_id}
+        # seen as the connection closed, before the watchdog's timeouts could have said so
+        assert re.search(r"publisher \S+ ends \((connection|ICE) (closed|failed)\)", node.stderr())
+        assert "ends (no media)" not in node.stderr()
         assert (await room_view(node, "show"))["paused"] is True
         await publish(pubs, node, "show", host)
         assert await media_state(viewer, "live") == {"state": "live", "stream": stream_id}

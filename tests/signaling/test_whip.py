@@ -59,6 +59,8 @@ W, H = COUNTER_W, COUNTER_H
 FPS = 30
 NATURAL_KEYFRAME_INTERVAL = 250  # libx264's default keyint, which aiortc's encoder keeps
 GRACE = 1  # the rooms' publisher_grace_seconds here, unless a test says otherwise
+# How a publisher's close is seen when the peer connection's state changes (not the watchdog)
+CLOSED_REASONS = ("connection closed", "connection failed", "ICE closed", "ICE failed")
 MEDIA_TIMING = {
     "peer_timeout": 3.0,
     "connect_timeout": 8.0,
@@ -533,13 +535,12 @@ async def test_a_closed_publisher_is_seen_at_once_not_by_the_watchdog(
     publisher = await clients.publish(rid, made["host_token"], audio=False)
     sock = await media_server.client(rid)
     await until(lambda: relay_of(media_server, rid).frames_in > 5, 10, "frames")
-    closed_at = time.monotonic()
     await publisher.pc.close()  # no DELETE: DTLS close_notify, then nothing
     await sock.wait_for("media", lambda m: m["state"] == "paused")
-    took = time.monotonic() - closed_at
-    # The watchdog would only take the publisher for gone after peer_timeout without media:
-    # the connection's state change came well before that.
-    assert took < MEDIA_TIMING["peer_timeout"], took
+    # The watchdog would take the publisher for gone only after peer_timeout without media:
+    # the connection's state change came first.
+    ended = media(media_server).ended(publisher.location.rsplit("/", 1)[1])
+    assert ended is not None and ended.reason in CLOSED_REASONS, ended
     assert media(media_server).publisher(rid) is None and media(media_server).holding(rid)
     assert (await room_view(media_server, rid))["live"], "paused, not ended"
 
@@ -579,11 +580,11 @@ async def test_with_no_grace_period_a_lost_publisher_ends_the_stream_at_once(
     viewer = await clients.watch(rid, media_server.token(rid), audio=False)
     sock = await media_server.client(rid)
     await until(lambda: len(viewer.video) >= 5, 10, "frames")
-    closed_at = time.monotonic()
     await publisher.pc.close()
     ended = await sock.wait_for("media", lambda m: m["state"] == "ended")
     assert ended == {"state": "ended", "stream": stream_id}
-    assert time.monotonic() - closed_at < MEDIA_TIMING["peer_timeout"]
+    gone = media(media_server).ended(publisher.location.rsplit("/", 1)[1])
+    assert gone is not None and gone.reason in CLOSED_REASONS, "seen closed, not timed out"
     assert [m["state"] for m in sock.events["media"]] == ["ended"], "never paused"
     assert not (await room_view(media_server, rid))["live"]
     assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
