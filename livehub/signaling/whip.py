@@ -108,6 +108,7 @@ class WhipEndpoints:
         self._last_publisher: dict[str, str] = {}
         # room -> when its live stream was last recorded as seen (monotonic seconds)
         self._seen: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []  # while serving (see cleanup)
         me = Node(node_id, services.settings.base_url)
         self.ownership = MediaOwnership(services.store, me, config.owner_ttl)
         # Refreshing claims and giving them up take turns: a refresh that read the rooms
@@ -142,17 +143,23 @@ class WhipEndpoints:
         """aiohttp cleanup context: the watchdog and the ownership check while serving
         (and the streams a previous run left live paused); after, every stream here
         paused (or ended, with no grace period), every peer closed, every claim released."""
-        tasks = [
+        self._tasks = [
             asyncio.create_task(self.sessions.run()),
             asyncio.create_task(self._keep()),
             asyncio.create_task(self._restore()),
         ]
         yield
-        await cancel_and_wait(tasks)
-        for room_id in sorted(self.sessions.rooms()):
-            await _quietly(self._suspend(room_id), room_id)
+        await self.shutdown(app)
         await self._grace.close()
         await self.sessions.close_all()
+
+    async def shutdown(self, app: web.Application) -> None:
+        """aiohttp on_shutdown, registered before the sockets are closed so that viewers
+        hear it: every stream with media here is paused (ended, with no grace period)."""
+        await cancel_and_wait(self._tasks)
+        self._tasks = []
+        for room_id in sorted(self.sessions.rooms()):
+            await _quietly(self._suspend(room_id), room_id)
 
     async def stream_stopped(self, room_id: str, stream_id: str) -> None:
         """A stream was stopped over REST (or its room closed): its media here ends now."""

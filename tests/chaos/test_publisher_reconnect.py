@@ -223,11 +223,13 @@ async def test_a_server_restart_within_the_grace_period_continues_the_same_strea
         before = await publish(pubs, node, "show", host)
         stream_id = (await room_view(node, "show"))["stream_id"]
         watching = await node_clients.connect(node, "show", mint_token("show"))
-        await watching.close()
         if how == "kill":
             node.kill()
         else:
-            node.stop()  # pauses the stream on the way out
+            # A graceful stop pauses the stream, and tells the viewers, on its way out.
+            await asyncio.to_thread(node.stop)
+            assert await media_state(watching, "paused") == {"state": "paused", "stream": stream_id}
+        await watching.close()
         await before.pc.close()
         restarted = procs.serve(data, redis_url=redis_url)
         viewer = await node_clients.connect(restarted, "show", mint_token("show"))
