@@ -143,6 +143,7 @@ class WhipEndpoints:
         """aiohttp cleanup context: the watchdog and the ownership check while serving
         (and the streams a previous run left live paused); after, every stream here
         paused (or ended, with no grace period), every peer closed, every claim released."""
+        await self._forget_previous_run()
         self._tasks = [
             asyncio.create_task(self.sessions.run()),
             asyncio.create_task(self._keep()),
@@ -266,6 +267,15 @@ class WhipEndpoints:
         for hook in self.on_media_ended:  # recordings and HLS finalised
             await _quietly(hook(room_id), room_id)
         await _quietly(self._release(room_id), room_id)
+
+    async def _forget_previous_run(self) -> None:
+        """Before serving: drop the media claims this node's previous run left (kill -9)."""
+        try:
+            for room_id in await self._s.rooms.open_room_ids():
+                if (await self._s.rooms.get(room_id)).live:
+                    await self.ownership.forget_previous_run(room_id)
+        except Exception:  # the store is down, say: those claims lapse by themselves
+            log.exception("forgetting the previous run's media claims failed")
 
     async def _restore(self) -> None:
         """On start: pause the streams whose media a previous run left live (a restart,
