@@ -239,6 +239,7 @@ async def create_app(settings: Settings) -> web.Application:
         loops["retention"] = privacy.purge_forever  # purges once at start, then daily
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
+    app.on_shutdown.append(media.shutdown)  # before attach's: viewers hear of the pause
     attach(sio, app)
     app.cleanup_ctx.append(_background(sio, loops, services, recovery))
     # After _background, so it is cleaned up first: report builds stop while the log is open.

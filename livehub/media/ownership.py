@@ -7,6 +7,12 @@ with a short expiry. The owner refreshes the claim while it has the room's media
 ends; a node that dies stops refreshing, so its claim lapses within ``ttl``
 seconds. Other nodes read the claim to send WHEP (and WHIP) requests to the owner.
 
+A node killed with ``kill -9`` never releases its claims. When it starts
+again (a new id, the same URL) it forgets its previous run's claims at once
+(``forget_previous_run``) rather than waiting ``ttl`` for them to lapse: a
+publisher reconnecting to it is not told the room is taken. (Nodes must not
+share a URL; one that does takes its claim back within a refresh.)
+
 A claim is best effort, not a lock: the store has no compare-and-delete, so a
 claim that lapses (an owner stalled for ``ttl`` seconds) may be taken over and
 then refreshed by both; ``keep`` logs that instead of overwriting the other node.
@@ -105,6 +111,16 @@ class MediaOwnership:
                 log.warning("room %s: node %s took over the media this node has", room, owner.url)
             else:
                 await self._store.set(key, self.me.encode(), self.ttl)
+
+    async def forget_previous_run(self, room: str) -> bool:
+        """Delete a claim on ``room`` held under another id at this node's URL: this node's
+        previous run, which died without releasing it. True when one was deleted."""
+        owner = await self.owner(room)
+        if owner is None or owner.id == self.me.id or owner.url != self.me.url:
+            return False
+        await self._store.delete(owner_key(room))
+        log.info("room %s: forgot the media claim of this node's previous run", room)
+        return True
 
     async def release(self, room: str) -> None:
         """Give up ``room``'s media (it ended here); another node's claim is left alone."""

@@ -9,12 +9,14 @@ gone (never connected in ``connect_timeout``; a publisher sending nothing for
 single RTCP packet). A killed browser would otherwise linger 30-50 s until
 ICE consent expires.
 
-A publisher that vanishes keeps its room's relay (and viewers) for
-``publisher_grace`` seconds so that a reconnecting publisher continues the same
-stream; after that the relay closes, its viewers are disconnected, and
-``on_stream_end`` tells the edge to stop the stream. A DELETE ends at once, and
-so does ``stop_room`` when the stream was stopped some other way (over REST, the
-room closed, or on another node).
+A publisher that vanishes (its connection closed or failed, or the watchdog)
+keeps its room's relay and viewers: ``on_publisher_lost`` tells the edge, which
+pauses the stream for the room's grace period (a publisher that comes back
+continues it) and calls ``stop_room`` when that runs out; ``stop_room`` closes
+the relay, disconnects its viewers, and ``on_stream_end`` tells the edge the
+stream is over. A DELETE ends at once. The ids of ended sessions are kept for a
+while (``ENDED_KEPT``), so a client that DELETEs a session the server already
+saw close is answered as if it had been there.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,6 +60,19 @@ log = logging.getLogger("livehub.media")
 Role = Literal["publisher", "viewer"]
 SERVER_USER = "livehub"  # whose TURN credential the server's own peer connections use
 StreamEnd = Callable[[str, str], Awaitable[None]]
+PublisherLost = Callable[[str, str], Awaitable[None]]
+ENDED_KEPT = 1024  # ended sessions remembered, so that a late DELETE is answered 200
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A session that is over, as a late DELETE needs to know it."""
+
+    id: str
+    role: Role
+    room: str
+    owner: str
+    reason: str  # why it ended: "deleted", "connection closed", "no media", ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,6 @@ class MediaConfig:
     # TURN REST API (livehub.media.turn): TURN URLs get credentials minted per user.
     turn_secret: str | None = field(default=None, repr=False)
     turn_ttl: int = turn.DEFAULT_TTL
-    publisher_grace: float = 5.0
     peer_timeout: float = 10.0
     connect_timeout: float = 20.0
     check_interval: float = 0.5
@@ -129,6 +144,7 @@ class Session:
         self.closed = False
         self.packers: list[forwarding.Packer] = []
         self.keyframes: forwarding.KeyframeAsker | None = None
+        self.fresh_relay = False  # a publisher that opened its room's relay (not one held)
 
     @property
     def state(self) -> str:
@@ -147,21 +163,32 @@ class MediaSessions:
         self,
         config: MediaConfig,
         on_stream_end: StreamEnd,
+        on_publisher_lost: PublisherLost,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._on_stream_end = on_stream_end
+        self._on_publisher_lost = on_publisher_lost
         self._clock = clock
         self._sessions: dict[str, Session] = {}
         self._publishers: dict[str, Session] = {}
         self._relays: dict[str, RoomRelay] = {}
-        self._grace: dict[str, asyncio.Task[None]] = {}
+        self._ended: OrderedDict[str, Ended] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # lookups
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
+
+    def ended(self, session_id: str) -> Ended | None:
+        """A session that was here and is over (one of the last ``ENDED_KEPT``)."""
+        return self._ended.get(session_id)
+
+    def holding(self, room: str) -> bool:
+        """The room's relay (and viewers) are held for a publisher that may come back."""
+        relay = self._relays.get(room)
+        return relay is not None and not relay.closed and room not in self._publishers
 
     def relay(self, room: str) -> RoomRelay | None:
         return self._relays.get(room)
@@ -190,6 +217,7 @@ class MediaSessions:
         relay = self._relays.get(room)
         if relay is None or relay.closed:
             relay = RoomRelay(room, self.config.relay, self._clock)
+            session.fresh_relay = True
         try:
             for section in offer.sections:
                 transceiver = pc.addTransceiver(section.kind, direction="recvonly")
@@ -203,7 +231,6 @@ class MediaSessions:
             await self._discard(session)
             raise
         self._relays[room] = relay
-        self._cancel_grace(room)
         codecs = {kind: choice.mime for kind, choice in choices.items()}
         asker = session.keyframes or _no_video
         for viewer_id in relay.attach_publisher(codecs, asker):
@@ -337,14 +364,18 @@ class MediaSessions:
     async def abort(self, session: Session) -> None:
         """Undo a publish the edge could not complete (no stream-end callback)."""
         await self._drop_publisher(session, "aborted")
-        if session.room not in self._publishers and session.room not in self._grace:
+        if session.fresh_relay and session.room not in self._publishers:
             relay = await self._close_relay(session.room, "the stream did not start")
             if relay is not None:
                 self._forget(relay)
 
-    async def _discard(self, session: Session) -> None:
-        """Forget a session that never got going (no callbacks)."""
-        self._sessions.pop(session.id, None)
+    async def _discard(self, session: Session, reason: str = "discarded") -> None:
+        """Forget a session (no callbacks); a late DELETE of it is still recognised."""
+        if self._sessions.pop(session.id, None) is not None:
+            ended = Ended(session.id, session.role, session.room, session.owner, reason)
+            self._ended[session.id] = ended
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
         if self._publishers.get(session.room) is session:
             del self._publishers[session.room]
         session.closed = True
@@ -359,7 +390,7 @@ class MediaSessions:
         if relay is not None:
             relay.remove_viewer(session.id)
         log.info("room %s: viewer %s ends (%s)", session.room, session.id, reason)
-        await self._discard(session)
+        await self._discard(session, reason)
 
     async def _close_viewer_id(self, session_id: str, reason: str) -> None:
         session = self._sessions.get(session_id)
@@ -373,31 +404,22 @@ class MediaSessions:
         if relay is not None and self._publishers.get(session.room) is session:
             relay.detach_publisher()
         log.info("room %s: publisher %s ends (%s)", session.room, session.id, reason)
-        await self._discard(session)
+        await self._discard(session, reason)
 
     async def _publisher_vanished(self, session: Session, reason: str) -> None:
         if session.closed:
             return
+        was_current = self._publishers.get(session.room) is session
         await self._drop_publisher(session, reason)
-        room = session.room
-        if room in self._publishers or room in self._grace:
-            return
-        self._grace[room] = asyncio.create_task(self._grace_then_end(room))
-
-    async def _grace_then_end(self, room: str) -> None:
-        await asyncio.sleep(self.config.publisher_grace)
-        self._grace.pop(room, None)
-        if room not in self._publishers:
-            await self._end_room(room, "system")
-
-    def _cancel_grace(self, room: str) -> None:
-        task = self._grace.pop(room, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        if not was_current or not self.holding(session.room):
+            return  # taken over already, or the room's media ended meanwhile
+        try:
+            await self._on_publisher_lost(session.room, reason)
+        except Exception:  # a background path: report it, keep serving the other rooms
+            log.exception("room %s: pausing the stream failed", session.room)
 
     async def _end_room(self, room: str, actor: str) -> None:
         """Close the room's relay and viewers, then tell the edge the stream is over."""
-        self._cancel_grace(room)
         relay = await self._close_relay(room, "the stream ended")
         if relay is None:
             return
@@ -421,16 +443,16 @@ class MediaSessions:
             del self._relays[relay.room]
 
     async def close_all(self) -> None:
-        """Shutdown: end every stream and close every peer connection."""
-        for task in list(self._grace.values()):
-            task.cancel()
-        self._grace.clear()
+        """Shutdown: close every peer connection and relay (no callbacks: the edge has
+        paused or ended the streams first)."""
         for session in list(self._publishers.values()):
             await self._drop_publisher(session, "shutdown")
         for room in list(self._relays):
-            await self._end_room(room, "system")
+            relay = await self._close_relay(room, "shutdown")
+            if relay is not None:
+                self._forget(relay)
         for session in list(self._sessions.values()):
-            await self._discard(session)
+            await self._discard(session, "shutdown")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -445,7 +467,15 @@ class MediaSessions:
             elif state in ("failed", "closed") and not session.closed:
                 self._spawn(self._vanished(session, f"connection {state}"))
 
+        def ice_changed() -> None:
+            state = session.pc.iceConnectionState
+            if state in ("failed", "closed") and not session.closed:
+                self._spawn(self._vanished(session, f"ICE {state}"))
+
+        # Both, so that the first sign of a lost peer (DTLS closed by the peer, ICE
+        # failed) frees it at once rather than on the watchdog's timeouts.
         session.pc.on("connectionstatechange", changed)
+        session.pc.on("iceconnectionstatechange", ice_changed)
 
     async def _vanished(self, session: Session, reason: str) -> None:
         if session.role == "publisher":

@@ -11,6 +11,8 @@ RuleKind = Literal["word", "regex"]
 RuleAction = Literal["block", "hold", "mute", "ban"]
 STAFF_ROLES: frozenset[str] = frozenset({"host", "moderator"})
 NO_STREAM = "-"
+MAX_PUBLISHER_GRACE = 600
+MediaState = Literal["live", "paused", "ended"]
 
 
 class Rule(msgspec.Struct, frozen=True):
@@ -31,6 +33,9 @@ class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     chat_rate_per_second: float = 1.5
     chat_burst: int = 5
     question_interval_seconds: int = 60  # one question per viewer per this; 0: no limit
+    # A publisher that is lost (connection closed or failed, a server restart) may come
+    # back within this many seconds and continue the same stream; 0: its stream ends at once.
+    publisher_grace_seconds: int = 30
 
     def validate(self) -> None:
         from livehub.errors import ProtocolError
@@ -45,6 +50,10 @@ class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 0 <= self.question_interval_seconds <= 3600,
                 "question_interval_seconds must be 0-3600",
             ),
+            (
+                0 <= self.publisher_grace_seconds <= MAX_PUBLISHER_GRACE,
+                f"publisher_grace_seconds must be 0-{MAX_PUBLISHER_GRACE}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -56,6 +65,12 @@ class Stream(msgspec.Struct, frozen=True):
     room: str
     started_at: float
     ended_at: float | None = None
+    # Set while the publisher is lost and may come back (``publisher_grace_seconds``).
+    paused_at: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
 
 class Mute(msgspec.Struct, frozen=True):
@@ -84,6 +99,17 @@ class Room(msgspec.Struct, frozen=True):
         return self.stream is not None
 
     @property
+    def paused(self) -> bool:
+        """Live, but the publisher is lost and may come back within the grace period."""
+        return self.stream is not None and self.stream.paused
+
+    @property
+    def media_state(self) -> MediaState:
+        if self.stream is None:
+            return "ended"
+        return "paused" if self.stream.paused else "live"
+
+    @property
     def scope(self) -> str:
         """What live counters are keyed on: the current stream, or none."""
         return self.stream.id if self.stream else NO_STREAM
@@ -96,6 +122,7 @@ class Room(msgspec.Struct, frozen=True):
             "closed": self.closed,
             "live": self.live,
             "stream_id": self.stream.id if self.stream else None,
+            "paused": self.paused,
             "created_at": self.created_at,
             "settings": msgspec.to_builtins(self.settings),
         }

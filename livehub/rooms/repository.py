@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY,
     room TEXT NOT NULL,
     started_at REAL NOT NULL,
-    ended_at REAL
+    ended_at REAL,
+    seen_at REAL
 );
 CREATE INDEX IF NOT EXISTS streams_room ON streams(room, started_at);
 CREATE UNIQUE INDEX IF NOT EXISTS streams_one_live ON streams(room) WHERE ended_at IS NULL;
@@ -51,6 +52,9 @@ class RoomRepository:
     async def open(cls, path: Path, synchronous: str = "FULL") -> RoomRepository:
         conn = await connect(path, synchronous)
         await conn.executescript(SCHEMA)
+        columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(streams)")}
+        if "seen_at" not in columns:  # a database from before streams were seen alive
+            await conn.execute("ALTER TABLE streams ADD COLUMN seen_at REAL")
         return cls(conn)
 
     async def close(self) -> None:
@@ -95,6 +99,22 @@ class RoomRepository:
         await self._conn.execute(
             "UPDATE streams SET ended_at = ? WHERE id = ?", (ended_at, stream_id)
         )
+
+    async def touch_stream(self, stream_id: str, seen_at: float) -> None:
+        """Record that the live stream's media was seen at ``seen_at`` (unix seconds)."""
+        await self._conn.execute(
+            "UPDATE streams SET seen_at = ? WHERE id = ? AND ended_at IS NULL",
+            (seen_at, stream_id),
+        )
+
+    async def stream_seen_at(self, stream_id: str) -> float | None:
+        """When the stream's media was last seen alive (None if never recorded)."""
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT seen_at FROM streams WHERE id = ?", (stream_id,)
+            )
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def streams(self, room_id: str) -> list[Stream]:
         rows = await self._conn.execute_fetchall(

@@ -174,6 +174,47 @@ class RoomService:
         await self._save(stopped)
         return stopped
 
+    async def pause_stream(
+        self, room_id: str, stream_id: str, *, at: float | None = None, actor: str = "system"
+    ) -> Room | None:
+        """The stream's publisher is lost (it may come back within the room's grace period):
+        mark ``stream_id`` paused since ``at`` (now by default). The paused room, or None
+        when that stream is not the room's live one or is paused already."""
+        room = await self.get(room_id)
+        if room.stream is None or room.stream.id != stream_id or room.stream.paused:
+            return None
+        since = self._clock() if at is None else at
+        paused = msgspec.structs.replace(
+            room, stream=msgspec.structs.replace(room.stream, paused_at=since)
+        )
+        await self._save(paused)
+        await self._record(paused, "stream.paused", actor, {"stream_id": stream_id, "at": since})
+        return paused
+
+    async def resume_stream(self, room_id: str, actor: str) -> Room | None:
+        """A publisher is back on the paused stream: live again. The room, or None when its
+        stream was not paused."""
+        room = await self.get(room_id)
+        if room.stream is None or not room.stream.paused:
+            return None
+        resumed = msgspec.structs.replace(
+            room, stream=msgspec.structs.replace(room.stream, paused_at=None)
+        )
+        await self._save(resumed)
+        await self._record(resumed, "stream.resumed", actor, {"stream_id": room.stream.id})
+        return resumed
+
+    async def stream_seen(self, stream_id: str) -> None:
+        """The stream's media is alive now (what a restart counts the grace period from)."""
+        await self._repo.touch_stream(stream_id, self._clock())
+
+    async def last_seen(self, stream: Stream) -> float | None:
+        """The last time the stream is known to have had its publisher's media; None for
+        a stream that never had any (started over REST, for chat alone)."""
+        if stream.paused_at is not None:
+            return stream.paused_at
+        return await self._repo.stream_seen_at(stream.id)
+
     async def streams(self, room_id: str) -> list[Stream]:
         await self.get(room_id)
         return await self._repo.streams(room_id)

@@ -29,7 +29,6 @@ from support import Server
 W, H = 320, 240
 FPS = 30
 MEDIA_TIMING = {
-    "publisher_grace": 1.0,
     "peer_timeout": 3.0,
     "connect_timeout": 8.0,
     "check_interval": 0.1,

@@ -290,11 +290,12 @@ def test_the_picture_size_is_read_from_the_sps(width: int, height: int, profile:
 async def test_a_vanished_publisher_ends_the_playlist_after_the_grace_period(
     hls_server: Server,
 ) -> None:
-    made = await hls_server.create_room()
+    grace = 1
+    made = await hls_server.create_room(settings={"publisher_grace_seconds": grace})
     publisher = await publish(hls_server, made["room"]["id"], made["host_token"], audio=False)
     live = await until(lambda: packager(hls_server).live(made["room"]["id"]), 5, "the packager")
     await until(lambda: live.sink.video_packets > 0, 10, "video")
     await publisher.pc.close()  # vanishes: the grace period ends the stream and the playlist
-    await until(lambda: live.feed.done, MEDIA_TIMING["publisher_grace"] + 8, "the end")
+    await until(lambda: live.feed.done, grace + 8, "the end")
     await asyncio.sleep(0)
     assert live.sink.playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")

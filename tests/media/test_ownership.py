@@ -117,3 +117,20 @@ def test_nodes_validate_and_round_trip() -> None:
         Node("two words", "http://host")
     with pytest.raises(ValueError):
         MediaOwnership(MemoryStore(), A, ttl=0)
+
+
+async def test_a_restarted_node_forgets_its_previous_runs_claims(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    before = MediaOwnership(stores[0], A, 30.0)  # killed: its claim would stay 30 s
+    assert await before.claim("show") is None
+    other = MediaOwnership(stores[1], B, 30.0)
+    assert await other.claim("talk") is None
+    again = MediaOwnership(stores[1], Node("node-a2", A.url), 30.0)  # same URL, new run
+    assert await again.forget_previous_run("show") is True
+    assert await again.owner("show") is None
+    assert await again.claim("show") is None, "a publisher is accepted at once"
+    assert await again.forget_previous_run("show") is False, "its own claim stays"
+    assert await again.forget_previous_run("talk") is False, "another node's claim stays"
+    assert await again.owner("talk") == B
+    assert await again.forget_previous_run("nothing") is False

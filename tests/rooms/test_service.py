@@ -347,3 +347,75 @@ async def test_concurrent_go_live_makes_exactly_one_stream(tmp_path: Path) -> No
     finally:
         await log.close()
         await repo.close()
+
+
+async def test_a_paused_stream_resumes_as_the_same_stream_and_remembers_its_times(
+    node: Node, clock: Clock, db: Path, store: MemoryStore
+) -> None:
+    await node.rooms.create("Show", room_id="show")
+    clock.now = 2_000.0
+    _, stream = await node.rooms.start_stream("show", "v_host")
+    assert await node.rooms.last_seen(stream) is None, "no media seen yet"
+    clock.now = 2_030.0
+    await node.rooms.stream_seen(stream.id)
+    assert await node.rooms.last_seen(stream) == 2_030.0
+
+    clock.now = 2_040.0
+    paused = await node.rooms.pause_stream("show", stream.id)
+    assert paused is not None and paused.live and paused.paused
+    assert paused.media_state == "paused" and paused.public_view()["paused"] is True
+    assert paused.stream is not None and paused.stream.paused_at == 2_040.0
+    assert await node.rooms.last_seen(paused.stream) == 2_040.0
+    assert stored_room(db, "show") == paused, "the pause is durable (a restart finds it)"
+    assert await node.rooms.pause_stream("show", stream.id) is None, "paused already"
+    assert await node.rooms.pause_stream("show", "s_other") is None, "not that stream"
+
+    resumed = await node.rooms.resume_stream("show", "v_host")
+    assert resumed is not None and resumed.media_state == "live" and not resumed.paused
+    assert resumed.stream is not None and resumed.stream.id == stream.id
+    assert await node.rooms.resume_stream("show", "v_host") is None, "not paused"
+    await node.rooms.stop_stream("show", "v_host")
+    assert (await node.rooms.get("show")).media_state == "ended"
+    log = [(e.kind, e.data) for e in await events(node.log, "show")][1:]
+    assert log == [
+        ("stream.started", {"stream_id": stream.id}),
+        ("stream.paused", {"stream_id": stream.id, "at": 2_040.0}),
+        ("stream.resumed", {"stream_id": stream.id}),
+        ("stream.stopped", {"stream_id": stream.id}),
+    ]
+    await node.rooms.stream_seen(stream.id)  # ended: no longer touched
+    [past] = await node.rooms.streams("show")
+    assert await node.repo.stream_seen_at(past.id) == 2_030.0
+
+
+async def test_publisher_grace_seconds_is_a_validated_room_setting(node: Node) -> None:
+    room = await node.rooms.create("Show", room_id="show")
+    assert room.settings.publisher_grace_seconds == 30
+    updated = await node.rooms.update("show", "admin", settings={"publisher_grace_seconds": 0})
+    assert updated.settings.publisher_grace_seconds == 0
+    for bad in (-1, 601):
+        with pytest.raises(ProtocolError) as info:
+            await node.rooms.update("show", "admin", settings={"publisher_grace_seconds": bad})
+        assert "publisher_grace_seconds" in info.value.message
+
+
+async def test_a_database_from_before_streams_were_seen_is_migrated(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute(
+            "CREATE TABLE streams (id TEXT PRIMARY KEY, room TEXT NOT NULL,"
+            " started_at REAL NOT NULL, ended_at REAL)"
+        )
+        conn.execute("INSERT INTO streams VALUES ('s_old', 'show', 1.0, NULL)")
+    repo = await RoomRepository.open(old, "NORMAL")
+    try:
+        assert await repo.stream_seen_at("s_old") is None
+        await repo.touch_stream("s_old", 5.0)
+        assert await repo.stream_seen_at("s_old") == 5.0
+    finally:
+        await repo.close()
+    reopened = await RoomRepository.open(old, "NORMAL")  # migrating twice is harmless
+    try:
+        assert await reopened.stream_seen_at("s_old") == 5.0
+    finally:
+        await reopened.close()

@@ -100,6 +100,7 @@ async def test_get_room_is_public_and_404s_unknown_rooms(memory_server: Server) 
         "closed",
         "live",
         "stream_id",
+        "paused",
         "created_at",
         "settings",
     }

@@ -45,6 +45,7 @@ from support import (
 )
 
 from livehub import settings
+from livehub.errors import Unavailable
 from livehub.media.forwarding import is_forwarding
 from livehub.media.ownership import owner_key
 from livehub.media.relay import RoomRelay
@@ -57,8 +58,10 @@ NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 W, H = COUNTER_W, COUNTER_H
 FPS = 30
 NATURAL_KEYFRAME_INTERVAL = 250  # libx264's default keyint, which aiortc's encoder keeps
+GRACE = 1  # the rooms' publisher_grace_seconds here, unless a test says otherwise
+# How a publisher's close is seen when the peer connection's state changes (not the watchdog)
+CLOSED_REASONS = ("connection closed", "connection failed", "ICE closed", "ICE failed")
 MEDIA_TIMING = {
-    "publisher_grace": 1.0,
     "peer_timeout": 3.0,
     "connect_timeout": 8.0,
     "check_interval": 0.1,
@@ -261,7 +264,7 @@ async def clients(media_server: Server) -> AsyncIterator[Clients]:
 
 @pytest.fixture
 async def room(media_server: Server) -> dict[str, Any]:
-    return await media_server.create_room()
+    return await media_server.create_room(settings={"publisher_grace_seconds": GRACE})
 
 
 def media(server: Server) -> MediaSessions:
@@ -405,7 +408,7 @@ async def test_a_deleted_viewer_is_freed_at_once(
     assert relay.viewer_count == 1 and session.pc.connectionState == "closed"
     assert media(media_server).get(session.id) is None
     again = await request(media_server, "DELETE", leaving.location, token=token, content_type=None)
-    assert again.status == 404 and again.json()["code"] == "session_not_found"
+    assert again.status == 200, "a DELETE of a session that ended is answered as done"
     seen = len(staying.video)
     await until(lambda: len(staying.video) > seen + 5, 5, "the other viewer carrying on")
 
@@ -481,7 +484,7 @@ async def test_a_vanished_publisher_ends_the_stream_after_the_grace_period(
     await until(lambda: media(media_server).publisher(rid) is None, 5, "the publisher to drop")
     assert (await room_view(media_server, rid))["live"], "still live during the grace period"
     await until(lambda: media(media_server).relay(rid) is None, 5, "the grace period to end")
-    assert time.monotonic() - gone >= MEDIA_TIMING["publisher_grace"]
+    assert time.monotonic() - gone >= GRACE
     assert not (await room_view(media_server, rid))["live"]
     assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
     assert media(media_server).sessions(rid) == [], "its viewers were freed too"
@@ -496,19 +499,178 @@ async def test_a_publisher_back_within_the_grace_period_continues_the_stream(
     first = await clients.publish(rid, room["host_token"], audio=False)
     stream_id = (await room_view(media_server, rid))["stream_id"]
     viewer = await clients.watch(rid, media_server.token(rid), audio=False)
+    sock = await media_server.client(rid)
     await until(lambda: len(viewer.video) >= 5, 10, "frames")
     await first.pc.close()
-    await until(lambda: media(media_server).publisher(rid) is None, 5, "the publisher to drop")
+    paused = await sock.wait_for("media", lambda m: m["state"] == "paused")
+    assert paused == {"state": "paused", "stream": stream_id}
+    view = await room_view(media_server, rid)
+    assert view["live"] and view["paused"] and view["stream_id"] == stream_id
+    late = await media_server.client(rid)
+    assert late.welcome["room"]["paused"] is True, "a viewer joining now is told it is paused"
     second = await clients.publish(rid, room["host_token"], audio=False)
     assert second.track is not None
-    # The new publisher's counter starts again at 0: the viewer decodes those frames.
+    back = await sock.wait_for("media", lambda m: m["state"] == "live")
+    assert back == {"state": "live", "stream": stream_id}
+    # The new publisher's counter starts again at 0: the viewer decodes those frames,
+    # on the WHEP session it had.
     await until(
         lambda: any(n < 30 for n in viewer.counters()[5:]), 10, "the new publisher's frames"
     )
-    await asyncio.sleep(MEDIA_TIMING["publisher_grace"] + 0.3)
+    await asyncio.sleep(GRACE + 0.3)
     view = await room_view(media_server, rid)
-    assert view["live"] and view["stream_id"] == stream_id, "the same stream went on"
-    assert await stream_events(media_server, rid) == ["stream.started"]
+    assert view["live"] and not view["paused"] and view["stream_id"] == stream_id
+    assert await stream_events(media_server, rid) == ["stream.started"], "the same stream"
+    kinds = ["stream.paused", "stream.resumed"]
+    assert [e.kind for e in await media_server.services.log.by_kinds(rid, kinds)] == kinds
+    assert [m["state"] for m in sock.events["media"]] == ["paused", "live"]
+
+
+async def test_a_closed_publisher_is_seen_at_once_not_by_the_watchdog(
+    media_server: Server, clients: Clients
+) -> None:
+    made = await media_server.create_room()  # the default grace period (30 s): paused
+    rid = made["room"]["id"]
+    assert made["room"]["settings"]["publisher_grace_seconds"] == 30
+    publisher = await clients.publish(rid, made["host_token"], audio=False)
+    sock = await media_server.client(rid)
+    await until(lambda: relay_of(media_server, rid).frames_in > 5, 10, "frames")
+    await publisher.pc.close()  # no DELETE: DTLS close_notify, then nothing
+    await sock.wait_for("media", lambda m: m["state"] == "paused")
+    # The watchdog would take the publisher for gone only after peer_timeout without media:
+    # the connection's state change came first.
+    ended = media(media_server).ended(publisher.location.rsplit("/", 1)[1])
+    assert ended is not None and ended.reason in CLOSED_REASONS, ended
+    assert media(media_server).publisher(rid) is None and media(media_server).holding(rid)
+    assert (await room_view(media_server, rid))["live"], "paused, not ended"
+
+
+async def test_a_pause_that_failed_is_made_by_the_next_media_check(
+    media_server: Server, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = await media_server.create_room()
+    rid = made["room"]["id"]
+    publisher = await clients.publish(rid, made["host_token"], audio=False)
+    sock = await media_server.client(rid)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    rooms = media_server.services.rooms
+    real = rooms.pause_stream
+    failures: list[str] = []
+
+    async def down_once(room_id: str, stream_id: str, **kw: Any) -> Any:
+        if not failures:
+            failures.append(room_id)
+            raise Unavailable("The state store cannot be reached.")
+        return await real(room_id, stream_id, **kw)
+
+    monkeypatch.setattr(rooms, "pause_stream", down_once)
+    await publisher.pc.close()
+    await sock.wait_for("media", lambda m: m["state"] == "paused")
+    assert failures == [rid], "the first attempt failed; the media check paused it after"
+    assert (await room_view(media_server, rid))["paused"]
+
+
+async def test_with_no_grace_period_a_lost_publisher_ends_the_stream_at_once(
+    media_server: Server, clients: Clients
+) -> None:
+    made = await media_server.create_room(settings={"publisher_grace_seconds": 0})
+    rid = made["room"]["id"]
+    publisher = await clients.publish(rid, made["host_token"], audio=False)
+    stream_id = (await room_view(media_server, rid))["stream_id"]
+    viewer = await clients.watch(rid, media_server.token(rid), audio=False)
+    sock = await media_server.client(rid)
+    await until(lambda: len(viewer.video) >= 5, 10, "frames")
+    await publisher.pc.close()
+    ended = await sock.wait_for("media", lambda m: m["state"] == "ended")
+    assert ended == {"state": "ended", "stream": stream_id}
+    gone = media(media_server).ended(publisher.location.rsplit("/", 1)[1])
+    assert gone is not None and gone.reason in CLOSED_REASONS, "seen closed, not timed out"
+    assert [m["state"] for m in sock.events["media"]] == ["ended"], "never paused"
+    assert not (await room_view(media_server, rid))["live"]
+    assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"]
+    assert media(media_server).sessions(rid) == [], "the viewers' sessions were closed"
+    await until(lambda: viewer.pc.connectionState in ("closed", "failed"), 5, "the viewer cut off")
+
+
+async def test_a_delete_after_the_peer_connection_closed_answers_200_and_ends_the_stream(
+    media_server: Server, clients: Clients
+) -> None:
+    made = await media_server.create_room()  # 30 s of grace: only the DELETE ends it now
+    rid, host = made["room"]["id"], made["host_token"]
+    sock = await media_server.client(rid)
+    # As OBS and the npm whip client do: close the peer connection, then DELETE at once.
+    racing = await clients.publish(rid, host, audio=False)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    await racing.pc.close()
+    reply = await request(media_server, "DELETE", racing.location, token=host, content_type=None)
+    assert reply.status == 200, reply.text
+    await sock.wait_for("media", lambda m: m["state"] == "ended")
+    assert not (await room_view(media_server, rid))["live"]
+    # And after the server surely saw the close (the stream was paused for it).
+    late = await clients.publish(rid, host, audio=False)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    await late.pc.close()
+    await sock.wait_for("media", lambda m: m["state"] == "paused")
+    assert media(media_server).get(late.location.rsplit("/", 1)[1]) is None, "gone here"
+    reply = await request(media_server, "DELETE", late.location, token=host, content_type=None)
+    assert reply.status == 200, reply.text
+    assert not (await room_view(media_server, rid))["live"], "ended by the DELETE, not later"
+    assert media(media_server).sessions(rid) == [] and media(media_server).relay(rid) is None
+    states = ["live", "ended", "live", "paused", "ended"]
+    await sock.wait_until(lambda: len(sock.events["media"]) == len(states))
+    assert [m["state"] for m in sock.events["media"]] == states
+    assert await stream_events(media_server, rid) == ["stream.started", "stream.stopped"] * 2
+    again = await request(media_server, "DELETE", late.location, token=host, content_type=None)
+    assert again.status == 200
+    viewer_token = media_server.token(rid)
+    refused = await request(
+        media_server, "DELETE", late.location, token=viewer_token, content_type=None
+    )
+    assert refused.status == 403, "an ended session is checked like a live one"
+
+
+async def test_a_late_delete_of_an_old_publisher_leaves_its_successor_alone(
+    media_server: Server, clients: Clients
+) -> None:
+    made = await media_server.create_room()
+    rid, host = made["room"]["id"], made["host_token"]
+    sock = await media_server.client(rid)
+    old = await clients.publish(rid, host, audio=False)
+    await until(lambda: relay_of(media_server, rid).frames_in > 3, 10, "frames")
+    await old.pc.close()
+    await sock.wait_for("media", lambda m: m["state"] == "paused")
+    new = await clients.publish(rid, host, audio=False)
+    await sock.wait_for("media", lambda m: m["state"] == "live")
+    reply = await request(media_server, "DELETE", old.location, token=host, content_type=None)
+    assert reply.status == 200
+    view = await room_view(media_server, rid)
+    assert view["live"] and not view["paused"]
+    assert media(media_server).publisher(rid) is not None
+    assert new.track is not None
+    seen = new.track.count
+    await until(lambda: relay_of(media_server, rid).frames_in > seen + 5, 10, "more frames")
+
+
+async def test_whep_viewers_are_told_the_stream_ended_and_their_sessions_closed(
+    media_server: Server, clients: Clients, room: dict[str, Any]
+) -> None:
+    rid = room["room"]["id"]
+    publisher = await clients.publish(rid, room["host_token"], audio=False)
+    stream_id = (await room_view(media_server, rid))["stream_id"]
+    viewers = [await clients.watch(rid, media_server.token(rid), audio=False) for _ in range(2)]
+    sock = await media_server.client(rid)
+    for viewer in viewers:
+        await until(lambda v=viewer: len(v.video) >= 3, 10, "frames")
+    reply = await request(
+        media_server, "DELETE", publisher.location, token=room["host_token"], content_type=None
+    )
+    assert reply.status == 200
+    assert await sock.wait_for("media") == {"state": "ended", "stream": stream_id}
+    assert media(media_server).sessions(rid) == []
+    for viewer in viewers:
+        await until(
+            lambda v=viewer: v.pc.connectionState in ("closed", "failed"), 5, "the viewer cut off"
+        )
 
 
 async def test_a_publisher_that_stops_sending_is_taken_for_gone(
@@ -519,7 +681,7 @@ async def test_a_publisher_that_stops_sending_is_taken_for_gone(
     assert publisher.track is not None
     await until(lambda: relay_of(media_server, rid).frames_in > 5, 10, "frames")
     publisher.track.running.clear()  # connected, but no media any more
-    timeout = MEDIA_TIMING["peer_timeout"] + MEDIA_TIMING["publisher_grace"] + 3
+    timeout = MEDIA_TIMING["peer_timeout"] + GRACE + 3
     await until(lambda: media(media_server).relay(rid) is None, timeout, "the stream to end")
     assert not (await room_view(media_server, rid))["live"]
 

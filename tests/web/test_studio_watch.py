@@ -251,6 +251,54 @@ async def test_the_studio_goes_live_and_a_viewer_plays_it(web: Web) -> None:
     await web.check_clean(allow_console=("status of 404 (Not Found)",))
 
 
+async def test_a_lost_studio_reconnects_and_the_viewer_sees_paused_then_the_same_stream(
+    web: Web,
+) -> None:
+    server = web.server
+    created = await server.create_room()
+    room = created["room"]["id"]
+    studio = await open_studio(web, room, created["host_token"])
+    viewer = await web.page("viewer", viewport={"width": 1000, "height": 700})
+    await web.join(viewer, room, "Vic")
+    go_live = studio.locator("#go-live")
+    await expect(go_live).to_be_enabled(timeout=WAIT_MS)
+    await go_live.click()
+    await expect(viewer.locator("#stage")).to_have_attribute(
+        "data-playback", "webrtc", timeout=WAIT_MS
+    )
+    first = await wait_for_frames(viewer)
+    stream_id = (await server.api("GET", f"/api/rooms/{room}"))[1]["stream_id"]
+
+    # The studio's connection drops (as Chromium reports a lost network): no DELETE.
+    await studio.evaluate(
+        "() => { const h = window.livehub.studio.handle; h.pc.close(); h._report('failed'); }"
+    )
+    # The viewer is told, instead of a frozen LIVE frame.
+    await expect(viewer.locator("#live-badge")).to_have_attribute(
+        "data-live", "paused", timeout=WAIT_MS
+    )
+    await expect(viewer.locator("#live-badge")).to_have_text("Paused, reconnecting…")
+    await expect(viewer.locator("#stage-placeholder")).to_have_text("Paused, reconnecting…")
+    await expect(viewer.locator("#stage")).not_to_have_class("stage has-media")
+
+    # The studio publishes again by itself; the viewer plays on without a reload.
+    await expect(studio.locator("#publish-state")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    await expect(viewer.locator("#live-badge")).to_have_attribute(
+        "data-live", "on", timeout=WAIT_MS
+    )
+    await expect(viewer.locator("#stage")).to_have_attribute(
+        "data-playback", "webrtc", timeout=WAIT_MS
+    )
+    await wait_for_frames(viewer, first["frames"])
+    view = (await server.api("GET", f"/api/rooms/{room}"))[1]
+    assert view["live"] and not view["paused"] and view["stream_id"] == stream_id
+    status, listed = await server.api("GET", f"/api/rooms/{room}/streams")
+    assert status == 200 and [s["id"] for s in listed["streams"]] == [stream_id]
+    await web.check_clean()
+
+
 async def test_switching_cameras_while_live_keeps_the_stream_going(web: Web) -> None:
     """Picking another camera and microphone replaces the tracks; the viewer keeps decoding."""
     created = await web.server.create_room()

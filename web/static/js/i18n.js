@@ -41,6 +41,7 @@ const DICT = {
     'conn.refused': 'Not admitted',
 
     'live.on': 'LIVE',
+    'live.paused': 'Paused, reconnecting…',
     'live.off': 'Offline',
     'live.closed': 'Ended',
 
@@ -209,6 +210,7 @@ const DICT = {
     'conn.refused': '未获准进入',
 
     'live.on': '直播中',
+    'live.paused': '已暂停，正在重连…',
     'live.off': '未开播',
     'live.closed': '已结束',
 

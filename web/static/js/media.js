@@ -310,12 +310,14 @@ class MediaSession {
     } catch (_) { /* the server frees vanished peers by itself */ }
   }
 
-  /** End the session: DELETE it on the server and close the connection. Idempotent. */
-  async stop({ keepalive = false } = {}) {
+  /** End the session: DELETE it on the server and close the connection. Idempotent.
+   *  `keepStream`: close without the DELETE (a lost publisher that will publish again:
+   *  the server pauses the stream rather than ending it). */
+  async stop({ keepalive = false, keepStream = false } = {}) {
     if (this.stopped) return;
     this.stopped = true;
     if (this.trickle) this.trickle.close();
-    const deleting = this._delete(keepalive);
+    const deleting = keepStream ? Promise.resolve() : this._delete(keepalive);
     try { this.pc.close(); } catch (_) { /* already closed */ }
     this._report('closed');
     await deleting;

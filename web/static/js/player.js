@@ -2,8 +2,10 @@
 // media.js) into #video; fall back to HLS (/hls/<room>/index.m3u8: hls.js where
 // the browser has Media Source Extensions, else its own HLS) when WebRTC does not connect
 // within CONNECT_MS, keeps failing, or the room's settings say
-// `playback: "hls"`. Stops when the room stops being live. A muted video
-// autoplays everywhere: a "tap to unmute" button turns the sound on.
+// `playback: "hls"`. Stops when the room stops being live. While the stream is
+// paused (its publisher lost, `media` state "paused") it stops and says so rather
+// than freezing on the last frame; on "live" it subscribes again, no reload. A
+// muted video autoplays everywhere: a "tap to unmute" button turns the sound on.
 //
 //   const player = mountPlayer({ room, client, video, stage });
 //   player.mode  -> null | 'webrtc' | 'hls'   (also stage.dataset.playback)
@@ -16,12 +18,14 @@ addStrings({
     'player.unmute': 'Tap to unmute',
     'player.play': 'Tap to play',
     'player.connecting': 'Connecting to the stream…',
+    'player.paused': 'Paused, reconnecting…',
     'player.unsupported': 'This browser cannot play the stream.',
   },
   'zh-CN': {
     'player.unmute': '点击开启声音',
     'player.play': '点击播放',
     'player.connecting': '正在连接直播…',
+    'player.paused': '已暂停，正在重连…',
     'player.unsupported': '此浏览器无法播放直播。',
   },
 });
@@ -87,9 +91,15 @@ class Player {
     if (!live) {
       this.stop();
       this.streamId = null;
+      this._paused(false);
       this._placeholder('stage.waiting');
       return;
     }
+    if (room.paused) {
+      this.pause();
+      return;
+    }
+    this._paused(false);
     this.private = !!room.private;
     const sid = room.stream_id || 'live';
     if (sid === this.streamId && this.mode) return;  // already on it (a settings change, a reconnect)
@@ -263,6 +273,29 @@ class Player {
     this.button.hidden = true;
   }
 
+  /** The publisher is lost (it may come back): stop, and say so instead of a frozen frame. */
+  pause() {
+    this.stop();
+    this.streamId = null;  // so that "live" subscribes again
+    this._paused(true);
+    this._placeholder('player.paused');
+  }
+
+  /** A `media` event: "live" subscribes again (same stream, a new session). */
+  media(event, room) {
+    if (!event || !room) return;
+    if (event.state === 'paused') this.pause();
+    else if (event.state === 'ended') this.update({ ...room, live: false });
+    else if (event.state === 'live') {
+      if (this.stage.classList.contains('is-paused')) this.streamId = null;
+      this.update({ ...room, live: true, paused: false, stream_id: event.stream });
+    }
+  }
+
+  _paused(on) {
+    this.stage.classList.toggle('is-paused', on);
+  }
+
   /** Stop playing (the room is not live any more). */
   stop() {
     this.gen += 1;
@@ -313,6 +346,7 @@ class Player {
 export function mountPlayer({ room, client, video, stage }) {
   const player = new Player({ room, client, video, stage });
   client.on('room', (r) => player.update(r));
+  client.on('media', (m) => player.media(m, client.roomInfo));
   if (client.roomInfo) player.update(client.roomInfo);
   return player;
 }

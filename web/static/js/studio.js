@@ -28,6 +28,7 @@ addStrings({
     'studio.state.live': 'Live',
     'studio.state.unstable': 'Connection unstable…',
     'studio.state.failed': 'Connection lost',
+    'studio.state.reconnecting': 'Reconnecting…',
     'studio.state.stopping': 'Stopping…',
     'studio.obs': 'Publishing from OBS instead? WHIP URL:',
     'studio.obs_token': 'Bearer token: the host token of this link.',
@@ -41,6 +42,7 @@ addStrings({
     'studio.done.live': 'You are live.',
     'studio.done.stopped': 'The stream has stopped.',
     'studio.lost': 'The connection to the server was lost. Press Go live to start again.',
+    'studio.reconnecting': 'The connection was lost: viewers see "Paused" while the stream reconnects.',
     'studio.err.publisher_exists': 'Someone is already publishing to this room (another tab, or OBS).',
     'studio.err.no_codec': 'This browser cannot send H.264 or VP8 video with Opus audio.',
     'studio.err.webrtc_unsupported': 'This browser cannot stream (no WebRTC).',
@@ -63,6 +65,7 @@ addStrings({
     'studio.state.live': '直播中',
     'studio.state.unstable': '连接不稳定…',
     'studio.state.failed': '连接已断开',
+    'studio.state.reconnecting': '正在重连…',
     'studio.state.stopping': '正在停止…',
     'studio.obs': '用 OBS 推流？WHIP 地址：',
     'studio.obs_token': 'Bearer 令牌：本链接中的主播令牌。',
@@ -76,6 +79,7 @@ addStrings({
     'studio.done.live': '你已开播。',
     'studio.done.stopped': '直播已停止。',
     'studio.lost': '与服务器的连接已断开。点击“开始直播”重新开始。',
+    'studio.reconnecting': '连接已断开：重连期间观众看到“已暂停”。',
     'studio.err.publisher_exists': '已有人在向这个房间推流（其他标签页或 OBS）。',
     'studio.err.no_codec': '此浏览器无法发送 H.264 或 VP8 视频和 Opus 音频。',
     'studio.err.webrtc_unsupported': '此浏览器无法推流（不支持 WebRTC）。',
@@ -109,6 +113,9 @@ let stream = null;      // the camera + microphone MediaStream (previewed and pu
 let handle = null;      // the WHIP session while publishing
 let generation = 0;     // ignores states of sessions that were replaced
 let blocked = false;
+let roomInfo = null;
+let reconnectUntil = 0; // while Date.now() is before this, a lost session publishes again
+const RECONNECT_EVERY_MS = 2000;
 
 // ------------------------------------------------------------ page state
 
@@ -130,7 +137,7 @@ function setPublishState(state) {
 
 function updateButtons() {
   const state = $('publish-state').dataset.state;
-  const publishing = !!handle || state === 'starting';
+  const publishing = !!handle || state === 'starting' || state === 'reconnecting';
   goLiveBtn.hidden = publishing;
   stopBtn.hidden = !publishing;
   goLiveBtn.disabled = blocked || !isHost || !stream || publishing;
@@ -285,6 +292,7 @@ async function goLive() {
     h = await publish(room, token, stream, { onState: (s) => onPublishState(mine, s) });
   } catch (e) {
     if (mine !== generation) return;
+    if (reconnectLater()) return;
     setPublishState('idle');
     showMediaError(e);
     return;
@@ -301,6 +309,7 @@ async function goLive() {
 function onPublishState(mine, state) {
   if (mine !== generation) return;
   if (state === 'connected') {
+    reconnectUntil = 0;
     if ($('publish-state').dataset.state !== 'live') status.show('studio.done.live', null, { kind: 'ok' });
     setPublishState('live');
   } else if (state === 'disconnected') {
@@ -309,23 +318,59 @@ function onPublishState(mine, state) {
     const h = handle;
     handle = null;
     generation += 1;
-    setPublishState('failed');
-    status.show('studio.lost', null, { kind: 'error', ms: 0 });
-    if (h) h.stop();
+    // No DELETE: the server pauses the stream, and publishing again within the room's
+    // grace period continues the same stream.
+    if (h) h.stop({ keepStream: true });
+    const grace = (roomInfo && roomInfo.settings && roomInfo.settings.publisher_grace_seconds) || 0;
+    if (grace > 0 && !reconnectUntil) reconnectUntil = Date.now() + grace * 1000;
+    if (!reconnectLater()) {
+      setPublishState('failed');
+      status.show('studio.lost', null, { kind: 'error', ms: 0 });
+    }
   } else if (state === 'new' || state === 'connecting') {
     if (!handle) setPublishState('starting');
   }
 }
 
+/** Within the grace period, try to go live again shortly; false when it is over. */
+function reconnectLater() {
+  if (!reconnectUntil || Date.now() + RECONNECT_EVERY_MS > reconnectUntil) {
+    reconnectUntil = 0;
+    return false;
+  }
+  const mine = generation;
+  setPublishState('reconnecting');
+  status.show('studio.reconnecting', null, { kind: 'warn', ms: 0 });
+  setTimeout(() => {
+    if (mine !== generation || handle) return;
+    setPublishState('idle');
+    goLive();
+  }, RECONNECT_EVERY_MS);
+  return true;
+}
+
 async function stopLive() {
+  reconnectUntil = 0;
   generation += 1;
   const h = handle;
   handle = null;
   if (window.livehub && window.livehub.studio) window.livehub.studio.handle = null;
   setPublishState('stopping');
   if (h) await h.stop();
+  else if (roomInfo && roomInfo.paused) await stopPausedStream();
   setPublishState('idle');
   status.show('studio.done.stopped', null, { kind: 'ok' });
+}
+
+/** Stop pressed while reconnecting: there is no session to DELETE, so stop over REST. */
+async function stopPausedStream() {
+  try {
+    await fetch(`/api/rooms/${encodeURIComponent(room)}/streams/current`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: 'omit',
+    });
+  } catch (_) { /* the grace period ends it anyway */ }
 }
 
 goLiveBtn.addEventListener('click', () => goLive());
@@ -346,6 +391,7 @@ wireChatForm($('chat-form'), { input, send: $('chat-send'), chat, status, getCli
 
 function applyRoom(r) {
   if (!r) return;
+  roomInfo = r;
   if (r.title) {
     $('room-title').textContent = r.title;
     document.title = `${r.title} · livehub studio`;

@@ -102,7 +102,8 @@ export function showConnState(node, { state, attempt }) {
 /** Update a live badge from a Room. */
 export function showLive(node, room) {
   if (!room) return;
-  const state = room.closed ? 'closed' : (room.live ? 'on' : 'off');
+  // paused: live, but the publisher is lost and may come back within the grace period
+  const state = room.closed ? 'closed' : (room.live ? (room.paused ? 'paused' : 'on') : 'off');
   node.dataset.live = state;
   setText(node, `live.${state}`);
 }
