@@ -89,7 +89,13 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
     else:
         admin_key, created = keys.load_or_create(data / "admin.key")
     store = await _open_store(settings)
-    log = await EventLog.open(data / DB_FILE, settings.sqlite_synchronous)
+    supervisor = Supervisor()
+    log = await EventLog.open(
+        data / DB_FILE,
+        settings.sqlite_synchronous,
+        commit_deadline=settings.commit_deadline_seconds,
+        on_health=lambda error: supervisor.report("database", error),
+    )
     repo = await RoomRepository.open(data / DB_FILE, settings.sqlite_synchronous)
     defaults = RoomSettings(
         max_danmaku_per_second=settings.max_danmaku_per_second,
@@ -110,7 +116,7 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
         likes=Likes(store, log, counters),
         moderation=moderation,
         auth=Auth(secret, admin_key),
-        supervisor=Supervisor(),
+        supervisor=supervisor,
     )
     return services, Startup(admin_key, created)
 

@@ -6,25 +6,26 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
 import pytest
 
+from livehub.errors import Unavailable
 from livehub.rooms.eventlog import Event, EventLog, NewEvent, _Pending
 
 
 class CountingLog(EventLog):
     """An EventLog that counts its write transactions and the events in each."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None
-    ) -> None:
-        super().__init__(conn, reader)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.batches: list[int] = []
 
-    async def _write(self, batch: list[_Pending]) -> list[tuple[Event, bool]]:
+    async def _write(
+        self, batch: list[_Pending], *, probe: bool = False
+    ) -> list[tuple[Event, bool]]:
         self.batches.append(len(batch))
-        return await super()._write(batch)
+        return await super()._write(batch, probe=probe)
 
 
 @pytest.fixture
@@ -249,10 +250,8 @@ async def test_reopen_keeps_events_and_idempotency(db: Path) -> None:
 class FailingLog(EventLog):
     """An EventLog whose write transaction stops halfway, then fails (as on a full disk)."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None
-    ) -> None:
-        super().__init__(conn, reader)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.inside = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -275,8 +274,9 @@ async def test_readers_never_see_an_uncommitted_event(db: Path) -> None:
         )
         await asyncio.sleep(0.05)  # let the reads run while the transaction is open
         log.release.set()
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(Unavailable) as refused:
             await append
+        assert refused.value.code == "unavailable"
         assert await reads == [None, None, []]
     finally:
         await log.close()
