@@ -112,6 +112,12 @@ class _Probe(msgspec.Struct):
     future: asyncio.Future[None]
 
 
+def checked_deadline(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"the commit deadline must be positive, not {seconds:g}")
+    return seconds
+
+
 def unavailable() -> Unavailable:
     return Unavailable(
         "The event log cannot be written now; nothing was recorded. Try again.",
@@ -137,8 +143,6 @@ class EventLog:
         commit_deadline: float = COMMIT_DEADLINE_SECONDS,
         on_health: HealthHook | None = None,
     ) -> None:
-        if commit_deadline <= 0:
-            raise ValueError(f"the commit deadline must be positive, not {commit_deadline}")
         self._conn = conn
         # Reads use their own connection: on the writer's they would see a batch
         # before its COMMIT (and rows a failed batch then rolls back).
@@ -147,7 +151,7 @@ class EventLog:
         self._writer: asyncio.Task[None] | None = None
         self._decoder = msgspec.json.Decoder(dict[str, Any])
         self._encoder = msgspec.json.Encoder()
-        self._deadline = commit_deadline
+        self._deadline = checked_deadline(commit_deadline)
         self._on_health = on_health
         self._health: str | None = None  # what was last told to on_health
         self._failed_batches = 0  # in the current failure streak
@@ -162,6 +166,7 @@ class EventLog:
         commit_deadline: float = COMMIT_DEADLINE_SECONDS,
         on_health: HealthHook | None = None,
     ) -> EventLog:
+        checked_deadline(commit_deadline)  # before any connection is opened
         conn = await connect(path, synchronous)
         await conn.executescript(SCHEMA)
         # The writer gives up waiting for another writer's lock when its callers do.
