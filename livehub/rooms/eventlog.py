@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 import msgspec
@@ -69,6 +71,7 @@ BUSY_TIMEOUT_MS = 10_000
 STALLED = "no commit within the deadline (the disk or the database is stuck)"
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Told the log's health: a description of the failure, or None once commits work again.
 HealthHook = Callable[[str | None], None]
@@ -119,10 +122,25 @@ def checked_deadline(seconds: float) -> float:
 
 
 def unavailable() -> Unavailable:
+    """The refusal of a write the database could not take (one wording, one retry_after)."""
     return Unavailable(
-        "The event log cannot be written now; nothing was recorded. Try again.",
+        "The database cannot be written now; nothing was recorded. Try again.",
         retry_after=RETRY_AFTER_SECONDS,
     )
+
+
+def refused_when_unwritable(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """For a direct write on the database file (not through the log's writer): a full
+    disk, an I/O error or a lock held past the busy timeout becomes ``Unavailable``."""
+
+    @functools.wraps(method)
+    async def write(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise unavailable() from exc
+
+    return write
 
 
 async def connect(path: Path, synchronous: str = "FULL") -> aiosqlite.Connection:

@@ -168,6 +168,15 @@ async def test_disk_full_refuses_with_unavailable_goes_503_and_recovers(
         ack = await chat.send("full")
         assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
     assert loop.time() - started < 5 * ANSWER_BOUND
+    # A host's room change (a direct write on the same file) is refused the same way.
+    status, refused = await api(
+        server.url,
+        "PATCH",
+        f"/api/rooms/{ROOM}",
+        token=mint_token(ROOM, role="host", name="Host"),
+        json={"title": "Renamed on a full disk"},
+    )
+    assert (status, refused["code"]) == (503, "unavailable"), refused
 
     _, body = await wait_health(
         server, lambda status, body: status == 503 and "database" in body["failing"], HEALTH_BOUND
@@ -183,6 +192,14 @@ async def test_disk_full_refuses_with_unavailable_goes_503_and_recovers(
     await wait_health(server, lambda status, body: status == 200, HEALTH_BOUND)
     for _ in range(3):
         assert (await chat.send("later"))["ok"] is True
+    status, renamed = await api(
+        server.url,
+        "PATCH",
+        f"/api/rooms/{ROOM}",
+        token=mint_token(ROOM, role="host", name="Host"),
+        json={"title": "Renamed"},
+    )
+    assert (status, renamed["title"]) == (200, "Renamed"), renamed
 
     # Every acked message reaches the other viewer; no refused one ever does.
     acked_texts = {chat.sent[c] for c in chat.acked}
@@ -198,3 +215,44 @@ async def test_disk_full_refuses_with_unavailable_goes_503_and_recovers(
     for client_id in chat.refused:
         assert client_id not in found, f"refused {client_id} is in the log"
     assert set(found) == set(chat.acked)
+
+
+async def test_a_locked_database_answers_unavailable_and_503_until_released(
+    tmp_path: Path, procs: ProcessGroup, node_clients: NodeClients
+) -> None:
+    """Another process holds the write lock: refused by the (configured) deadline."""
+    data = tmp_path / "data"
+    server = procs.serve(data, extra_args=["--commit-deadline-seconds", "1"])
+    await create_room(server.url, ROOM, "Locked", settings=ROOM_SETTINGS)
+    chat = Chat(await node_clients.connect(server, ROOM, mint_token(ROOM, name="Ann")))
+    assert (await chat.send("before"))["ok"] is True
+    loop = asyncio.get_running_loop()
+
+    holder = sqlite3.connect(data / "livehub.db", isolation_level=None, timeout=10)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        for _ in range(3):
+            ack = await chat.send("locked")
+            assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
+        await wait_health(
+            server,
+            lambda status, body: status == 503 and "database" in body["failing"],
+            HEALTH_BOUND,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    deadline = loop.time() + RECOVERY_BOUND
+    while not (await chat.send("after"))["ok"]:
+        assert loop.time() < deadline, f"chat still refused {RECOVERY_BOUND} s after the unlock"
+        await asyncio.sleep(0.2)
+    await wait_health(server, lambda status, body: status == 200, HEALTH_BOUND)
+    assert server.stop() == 0, server.output()
+    found = logged(data / "livehub.db")
+    for client_id, event_id in chat.acked.items():
+        assert found.get(client_id) == [(event_id, chat.sent[client_id])], client_id
+    # A refusal at the deadline may still have committed (the retry would find it),
+    # but never twice, and nothing is in the log that was not sent.
+    assert all(len(found[c]) == 1 for c in found)
+    assert set(found) <= set(chat.sent)
