@@ -124,7 +124,7 @@ def checked_deadline(seconds: float) -> float:
 def unavailable() -> Unavailable:
     """The refusal of a write the database could not take (one wording, one retry_after)."""
     return Unavailable(
-        "The database cannot be written now; nothing was recorded. Try again.",
+        "The database cannot be written now; try again.",
         retry_after=RETRY_AFTER_SECONDS,
     )
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import socketio
 from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
-from support import LiveClient, mint_token
+from support import LiveClient, Refused, mint_token
 
 ROOM = "diskfull"
 DISK_SIZE = "2m"
@@ -168,6 +168,13 @@ async def test_disk_full_refuses_with_unavailable_goes_503_and_recovers(
         ack = await chat.send("full")
         assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
     assert loop.time() - started < 5 * ANSWER_BOUND
+    # A viewer arriving now is answered too: let in, or refused as unavailable.
+    try:
+        await asyncio.wait_for(
+            node_clients.connect(server, ROOM, mint_token(ROOM, name="Cy")), ANSWER_BOUND
+        )
+    except Refused as late:
+        assert late.data["data"]["code"] == "unavailable", late.data
     # A host's room change (a direct write on the same file) is refused the same way.
     status, refused = await api(
         server.url,
