@@ -100,7 +100,12 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
         admin_key, created = keys.load_or_create(data / "admin.key")
     supervisor = Supervisor()
     store = await _open_store(settings, supervisor)
-    log = await EventLog.open(data / DB_FILE, settings.sqlite_synchronous)
+    log = await EventLog.open(
+        data / DB_FILE,
+        settings.sqlite_synchronous,
+        commit_deadline=settings.commit_deadline_seconds,
+        on_health=lambda error: supervisor.report("database", error),
+    )
     repo = await RoomRepository.open(data / DB_FILE, settings.sqlite_synchronous)
     defaults = RoomSettings(
         max_danmaku_per_second=settings.max_danmaku_per_second,

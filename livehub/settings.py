@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from livehub.rooms.eventlog import COMMIT_DEADLINE_SECONDS
 from livehub.rooms.redis_store import DEFAULT_POOL_SIZE, DEFAULT_WAIT_SECONDS
 
 ENV_PREFIX = "LIVEHUB_"
@@ -38,6 +39,7 @@ class Settings:
     token_ttl_seconds: int = 7 * 24 * 3600
     retention_days: int = 0  # keep raw events and reports forever
     sqlite_synchronous: str = "FULL"
+    commit_deadline_seconds: float = COMMIT_DEADLINE_SECONDS
     demo: bool = True
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -125,6 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (LIVEHUB_RETENTION_DAYS)",
     )
     parser.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--commit-deadline-seconds",
+        help="refuse an event with 'unavailable' when the database has not committed it"
+        f" within this time, default {COMMIT_DEADLINE_SECONDS:g} (LIVEHUB_COMMIT_DEADLINE_SECONDS)",
+    )
     parser.add_argument("--no-demo", dest="demo", action="store_const", const=False)
     parser.add_argument("--log-level")
 
@@ -155,6 +162,8 @@ def _coerce(name: str, raw: Any) -> Any:
         return seconds
     if name == "turn_ttl":
         return _turn_ttl(raw)
+    if name == "commit_deadline_seconds":
+        return _seconds(raw)
     if name == "turn_secret":
         if not str(raw).strip():
             raise ValueError("the TURN secret is empty")
@@ -192,6 +201,16 @@ def _ice_servers(raw: Any) -> tuple[str, ...]:
         if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
             raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
     return urls
+
+
+def _seconds(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ValueError(f"must be more than 0 and at most 3600 seconds, not {value:g}")
+    return value
 
 
 TURN_TTL_RANGE = (60, 30 * 24 * 3600)

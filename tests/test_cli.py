@@ -383,6 +383,8 @@ INVALID = [
         {"LIVEHUB_TURN_SECRET": " "},
         "LIVEHUB_TURN_SECRET: the TURN secret is empty",
     ),
+    (["serve", "--commit-deadline-seconds", "0"], {}, "--commit-deadline-seconds: must be"),
+    (["serve"], {"LIVEHUB_COMMIT_DEADLINE_SECONDS": "soon"}, "LIVEHUB_COMMIT_DEADLINE_SECONDS"),
 ]
 # These run as real processes too; the rest only through main().
 AS_PROCESSES = [2, 6, 7]

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiosqlite
 import msgspec
 
-from livehub.rooms.eventlog import connect
+from livehub.rooms.eventlog import connect, refused_when_unwritable
 from livehub.rooms.models import Mute, Room, Stream
 
 SCHEMA = """
@@ -71,6 +71,7 @@ class RoomRepository:
         rows = await self._conn.execute_fetchall("SELECT id, body FROM rooms ORDER BY id")
         return [row[0] for row in rows if not self._decoder.decode(row[1]).closed]
 
+    @refused_when_unwritable
     async def insert(self, room: Room) -> bool:
         """Insert a new room; False when the id is taken."""
         cursor = await self._conn.execute(
@@ -79,11 +80,13 @@ class RoomRepository:
         )
         return cursor.rowcount == 1
 
+    @refused_when_unwritable
     async def save(self, room: Room) -> None:
         await self._conn.execute(
             "UPDATE rooms SET body = ? WHERE id = ?", (msgspec.json.encode(room), room.id)
         )
 
+    @refused_when_unwritable
     async def start_stream(self, stream: Stream) -> bool:
         """Record a new live stream; False when the room already has one (atomic)."""
         try:
@@ -95,11 +98,13 @@ class RoomRepository:
             return False
         return True
 
+    @refused_when_unwritable
     async def end_stream(self, stream_id: str, ended_at: float) -> None:
         await self._conn.execute(
             "UPDATE streams SET ended_at = ? WHERE id = ?", (ended_at, stream_id)
         )
 
+    @refused_when_unwritable
     async def touch_stream(self, stream_id: str, seen_at: float) -> None:
         """Record that the live stream's media was seen at ``seen_at`` (unix seconds)."""
         await self._conn.execute(
@@ -123,24 +128,28 @@ class RoomRepository:
         )
         return [Stream(id=r[0], room=r[1], started_at=r[2], ended_at=r[3]) for r in rows]
 
+    @refused_when_unwritable
     async def ban(self, room: str, viewer_id: str, by: str, reason: str, ts: float) -> None:
         await self._conn.execute(
             "INSERT OR REPLACE INTO bans (room, viewer_id, by, reason, ts) VALUES (?, ?, ?, ?, ?)",
             (room, viewer_id, by, reason, ts),
         )
 
+    @refused_when_unwritable
     async def unban(self, room: str, viewer_id: str) -> bool:
         cursor = await self._conn.execute(
             "DELETE FROM bans WHERE room = ? AND viewer_id = ?", (room, viewer_id)
         )
         return cursor.rowcount == 1
 
+    @refused_when_unwritable
     async def mute(self, room: str, viewer_id: str, by: str, until: float) -> None:
         await self._conn.execute(
             "INSERT OR REPLACE INTO mutes (room, viewer_id, by, until) VALUES (?, ?, ?, ?)",
             (room, viewer_id, by, until),
         )
 
+    @refused_when_unwritable
     async def unmute(self, room: str, viewer_id: str) -> None:
         await self._conn.execute(
             "DELETE FROM mutes WHERE room = ? AND viewer_id = ?", (room, viewer_id)

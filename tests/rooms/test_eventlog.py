@@ -6,25 +6,26 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
 import pytest
 
+from livehub.errors import Unavailable
 from livehub.rooms.eventlog import Event, EventLog, NewEvent, _Pending
 
 
 class CountingLog(EventLog):
     """An EventLog that counts its write transactions and the events in each."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None
-    ) -> None:
-        super().__init__(conn, reader)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.batches: list[int] = []
 
-    async def _write(self, batch: list[_Pending]) -> list[tuple[Event, bool]]:
+    async def _write(
+        self, batch: list[_Pending], *, probe: bool = False
+    ) -> list[tuple[Event, bool]]:
         self.batches.append(len(batch))
-        return await super()._write(batch)
+        return await super()._write(batch, probe=probe)
 
 
 @pytest.fixture
@@ -262,10 +263,8 @@ async def test_reopen_keeps_events_and_idempotency(db: Path) -> None:
 class FailingLog(EventLog):
     """An EventLog whose write transaction stops halfway, then fails (as on a full disk)."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None
-    ) -> None:
-        super().__init__(conn, reader)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.inside = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -288,9 +287,180 @@ async def test_readers_never_see_an_uncommitted_event(db: Path) -> None:
         )
         await asyncio.sleep(0.05)  # let the reads run while the transaction is open
         log.release.set()
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(Unavailable) as refused:
             await append
+        assert refused.value.code == "unavailable"
         assert await reads == [None, None, []]
     finally:
         await log.close()
     assert rows(db, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+# -- faults: a commit that fails or stalls is refused in bounded time, the writer goes on
+
+
+class Health(list[str | None]):
+    """What the log told its ``on_health`` hook, in order."""
+
+    def __call__(self, error: str | None) -> None:
+        self.append(error)
+
+
+BOUND = 10.0  # generous: how long any refusal may take on a loaded machine
+
+
+async def refused(append: Any) -> Unavailable:
+    with pytest.raises(Unavailable) as caught:
+        await asyncio.wait_for(append, BOUND)
+    assert caught.value.code == "unavailable"
+    assert caught.value.details["retryable"] is True
+    assert caught.value.retry_after > 0
+    return caught.value
+
+
+async def test_a_locked_database_is_refused_by_the_deadline_and_the_writer_goes_on(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = Health()
+    log = await EventLog.open(db, commit_deadline=0.3, on_health=health)
+    await log.append(chat(text="before"))
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        with caplog.at_level("WARNING", logger="livehub.eventlog"):
+            for i in range(3):
+                await refused(log.append(chat(text=f"locked {i}", client_id=f"c{i}")))
+            await refused(log.probe())
+            assert health and health[-1] is not None
+            assert log.failing is not None
+            holder.execute("ROLLBACK")
+            again, created = await asyncio.wait_for(log.append(chat(text="after")), BOUND)
+        assert created
+        assert health[-1] is None and log.failing is None
+        # Told once when it began and once when it ended, not per refused event.
+        streak = [r.getMessage() for r in caplog.records if r.name == "livehub.eventlog"]
+        assert len(streak) == 2, streak
+        assert "fail" in streak[0] and "work again" in streak[1]
+        assert [h is None for h in health] == [False] * (len(health) - 1) + [True]
+        # A refused event was not recorded: its retry is accepted, once.
+        for i in range(3):
+            retry, created = await log.append(chat(text=f"locked {i}", client_id=f"c{i}"))
+            assert retry.data == {"text": f"locked {i}"}
+        await log.probe()
+    finally:
+        holder.close()
+        await log.close()
+    assert rows(db, "SELECT COUNT(*), COUNT(DISTINCT uid) FROM events WHERE uid LIKE 'r1|%'") == [
+        (3, 3)
+    ]
+    assert again.id > 1
+
+
+class StallingLog(EventLog):
+    """An EventLog whose next write stops inside its transaction until released
+    (a disk that does not answer), then goes on and commits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stall = True
+        self.inside = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _stored_by_uid(self, uids: list[str]) -> dict[str, tuple[Event, str]]:
+        if self.stall:
+            self.inside.set()
+            await self.release.wait()
+            self.stall = False
+        return await super()._stored_by_uid(uids)
+
+
+async def test_a_stalled_commit_is_refused_at_the_deadline_and_a_retry_is_idempotent(
+    db: Path,
+) -> None:
+    health = Health()
+    log = await StallingLog.open(db, commit_deadline=0.3, on_health=health)
+    assert isinstance(log, StallingLog)
+    try:
+        first = asyncio.create_task(log.append(chat(text="in flight", client_id="c1")))
+        await log.inside.wait()
+        # Queued behind the stalled batch: refused at the deadline, never written.
+        await refused(log.append(chat(text="queued", client_id="c2")))
+        await refused(log.probe())
+        await refused(first)
+        assert health == [health[0]] and health[0] is not None  # stalled, told once
+        assert await log.find("r1", "v_1", "c1") is None  # not committed: not reported
+        log.release.set()
+        # The batch that was in flight commits after all (its caller was told "try
+        # again"): the retry finds it instead of recording it twice.
+        retry, created = await asyncio.wait_for(
+            log.append(chat(text="in flight", client_id="c1")), BOUND
+        )
+        assert created is False
+        assert retry.data == {"text": "in flight"}
+        # The one refused while still queued was dropped: its retry records it now.
+        queued, created = await log.append(chat(text="queued", client_id="c2"))
+        assert created is True
+        assert health[-1] is None
+    finally:
+        await log.close()
+    assert rows(db, "SELECT uid FROM events ORDER BY id") == [("r1|v_1|c1",), ("r1|v_1|c2",)]
+    assert queued.id > retry.id
+
+
+async def test_a_full_database_fails_batches_until_there_is_room_again(db: Path) -> None:
+    """SQLITE_FULL for real: the file may not grow past its page limit."""
+    health = Health()
+    log = await EventLog.open(db, on_health=health)
+    writer = log._conn  # the limit is per connection: set it on the writer's
+    try:
+        pages = next(iter(await writer.execute_fetchall("PRAGMA page_count")))[0]
+        await writer.execute(f"PRAGMA max_page_count = {pages}")
+        accepted: list[int] = []
+        for i in range(2000):
+            try:
+                event, _ = await log.append(chat(text=f"m{i} " + "x" * 200, client_id=f"c{i}"))
+            except Unavailable:
+                break
+            accepted.append(event.id)
+        else:
+            pytest.fail("2000 events fitted a database that may not grow")
+        full = i
+        await refused(log.append(chat(text=f"m{full} " + "x" * 200)))
+        assert health[-1] is not None and "full" in health[-1]
+        await writer.execute(f"PRAGMA max_page_count = {pages * 100}")
+        retry, created = await log.append(chat(text=f"m{full} " + "x" * 200, client_id=f"c{full}"))
+        assert created is True
+        await log.probe()
+        assert health[-1] is None
+    finally:
+        await log.close()
+    stored = rows(db, "SELECT id FROM events ORDER BY id")
+    assert stored == [(event_id,) for event_id in [*accepted, retry.id]]
+
+
+async def test_an_event_that_cannot_be_encoded_fails_only_its_own_append(
+    log: CountingLog,
+) -> None:
+    bad = NewEvent(room="r1", kind="chat.message", actor="v_1", data={"x": object()})
+    results = await asyncio.gather(
+        log.append(chat(text="a")),
+        log.append(bad),
+        log.append(chat(text="b")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], TypeError)
+    assert [r[0].data for r in (results[0], results[2]) if isinstance(r, tuple)] == [
+        {"text": "a"},
+        {"text": "b"},
+    ]
+
+
+async def test_probe_commits_through_the_writer(log: CountingLog, db: Path) -> None:
+    await asyncio.gather(log.probe(), log.append(chat()), log.probe())
+    assert rows(db, "SELECT COUNT(*) FROM probe") == [(1,)]
+    assert log.failing is None
+
+
+async def test_the_commit_deadline_must_be_positive(db: Path) -> None:
+    with pytest.raises(ValueError, match="deadline"):
+        await EventLog.open(db, commit_deadline=0)
