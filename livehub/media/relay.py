@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from livehub.media.assembly import AssemblyConfig
+
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, ...] = ("audio", "video")
 
@@ -64,6 +66,8 @@ class RelayConfig:
     max_lag: float = 1.5  # seconds a queued frame may wait before the viewer resyncs
     keyframe_min_interval: float = 0.25  # never ask the publisher more often
     keyframe_retry: float = 1.0  # re-ask when an asked-for keyframe has not come
+    # putting the publisher's video frames together from RTP packets (whole frames only)
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
 
 
 class KeyframeRequests:
