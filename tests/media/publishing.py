@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import math
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from support import Server
+
+from livehub.media.remux import Timed
 
 W, H = 320, 240
 FPS = 30
@@ -152,3 +156,68 @@ async def decodes_cleanly(target: str) -> str:
 
 def codecs(probe: dict[str, Any]) -> dict[str, str]:
     return {s["codec_type"]: s["codec_name"] for s in probe["streams"]}
+
+
+# frames encoded here, for the sinks offline
+
+
+def encoded_h264(count: int) -> list[tuple[int, bytes, bool]]:
+    """``count`` frames of 320x240 H.264 at 30 fps: (RTP timestamp, access unit, keyframe)."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 30)
+    encoder.options = {"tune": "zerolatency", "keyint": "30"}
+    encoder.profile = "Baseline"
+    out = []
+    for i in range(count):
+        frame = av.VideoFrame(320, 240, "yuv420p")
+        for n, plane in enumerate(frame.planes):
+            plane.update(bytes([(i * 7 + n * 50) % 256]) * (plane.line_size * plane.height))
+        frame.pts = i
+        for packet in encoder.encode(frame):
+            out.append((i * 3000, bytes(packet), packet.is_keyframe))
+    return out
+
+
+def encoded_opus(count: int) -> list[bytes]:
+    """``count`` 20 ms Opus packets of a 440 Hz tone."""
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    encoder.time_base = fractions.Fraction(1, 48000)
+    out = []
+    for i in range(count):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        tone = (int(6000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960))
+        frame.planes[0].update(b"".join(struct.pack("<hh", v, v) for v in tone))
+        frame.sample_rate, frame.pts = 48000, i * 960
+        out.extend(bytes(p) for p in encoder.encode(frame))
+    return out
+
+
+def encoded_vp8(count: int) -> list[tuple[int, bytes, bool]]:
+    """``count`` frames of 320x240 VP8 at 30 fps: (RTP timestamp, frame, keyframe)."""
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 30)
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "g": "30"}
+    out = []
+    for i in range(count):
+        frame = av.VideoFrame(320, 240, "yuv420p")
+        for n, plane in enumerate(frame.planes):
+            plane.update(bytes([(i * 7 + n * 50) % 256]) * (plane.line_size * plane.height))
+        frame.pts = i
+        for packet in encoder.encode(frame):
+            out.append((int(packet.pts or 0) * 3000, bytes(packet), packet.is_keyframe))
+    return out
+
+
+def interleaved(video: list[tuple[int, bytes, bool]], audio: list[bytes]) -> list[Timed]:
+    """Video and audio frames in the order they would arrive."""
+    frames: list[Timed] = []
+    a = 0
+    for ts, data, key in video:
+        while a < len(audio) and a * 960 * 90000 <= ts * 48000:
+            frames.append(Timed("audio", audio[a], a * 960, True))
+            a += 1
+        frames.append(Timed("video", data, ts, key))
+    return frames

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import math
 import re
-import struct
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,17 @@ from typing import Any
 
 import av
 import pytest
-from publishing import MEDIA_TIMING, codecs, decodes_cleanly, ffprobe, publish, unpublish, until
+from publishing import (
+    MEDIA_TIMING,
+    codecs,
+    decodes_cleanly,
+    encoded_h264,
+    encoded_opus,
+    ffprobe,
+    publish,
+    unpublish,
+    until,
+)
 from support import Server, make_settings, start_server, stop_server
 
 from livehub.media.hls import HlsConfig, HlsPackager, HlsSink
@@ -178,37 +186,6 @@ async def test_hls_names_cannot_leave_the_room_directory(hls_server: Server) -> 
 # offline: the sinks remux, they do not encode
 
 
-def _h264(count: int) -> list[tuple[int, bytes, bool]]:
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
-    encoder.time_base = fractions.Fraction(1, 30)
-    encoder.options = {"tune": "zerolatency", "keyint": "30"}
-    encoder.profile = "Baseline"
-    out = []
-    for i in range(count):
-        frame = av.VideoFrame(320, 240, "yuv420p")
-        for n, plane in enumerate(frame.planes):
-            plane.update(bytes([(i * 7 + n * 50) % 256]) * (plane.line_size * plane.height))
-        frame.pts = i
-        for packet in encoder.encode(frame):
-            out.append((i * 3000, bytes(packet), packet.is_keyframe))
-    return out
-
-
-def _opus(count: int) -> list[bytes]:
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
-    encoder.time_base = fractions.Fraction(1, 48000)
-    out = []
-    for i in range(count):
-        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
-        tone = (int(6000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960))
-        frame.planes[0].update(b"".join(struct.pack("<hh", v, v) for v in tone))
-        frame.sample_rate, frame.pts = 48000, i * 960
-        out.extend(bytes(p) for p in encoder.encode(frame))
-    return out
-
-
 def _slices(avcc: bytes) -> list[bytes]:
     """The slice NAL units (types 1 and 5) of a length-prefixed (MP4) sample."""
     units, pos = [], 0
@@ -226,8 +203,8 @@ def _video_samples(target: str) -> list[bytes]:
 
 
 def test_the_sinks_write_the_publishers_video_bytes_unchanged(tmp_path: Path) -> None:
-    video = _h264(150)  # 5 s
-    audio = _opus(250)
+    video = encoded_h264(150)  # 5 s
+    audio = encoded_opus(250)
     frames: list[Timed] = []
     a = 0
     for ts, data, key in video:
