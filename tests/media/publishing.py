@@ -15,8 +15,9 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
 import av
 from aiortc import (
     AudioStreamTrack,
@@ -26,7 +27,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from support import Server
+from udp_proxy import LossyPath
 
 from livehub.media.remux import Timed
 
@@ -68,6 +69,16 @@ class PatternTrack(MediaStreamTrack):
         return frame
 
 
+class Endpoint(Protocol):
+    """Where a publisher can reach a server: a test ``Server`` or a server process's URL."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def http(self) -> aiohttp.ClientSession: ...
+
+
 @dataclass
 class Publisher:
     pc: RTCPeerConnection
@@ -77,8 +88,15 @@ class Publisher:
 
 
 async def publish(
-    server: Server, room: str, token: str, *, codec: str = "video/H264", audio: bool = True
+    server: Endpoint,
+    room: str,
+    token: str,
+    *,
+    codec: str = "video/H264",
+    audio: bool = True,
+    path: LossyPath | None = None,
 ) -> Publisher:
+    """Publish over WHIP; with ``path`` every packet goes through that proxy."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = PatternTrack()
     video = pc.addTransceiver(track, direction="sendonly")
@@ -95,15 +113,19 @@ async def publish(
         for line in pc.localDescription.sdp.splitlines(keepends=True)
         if "abs-send-time" not in line
     )
+    if path is not None:
+        sdp = path.offer(sdp)
     headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
     async with server.http.post(f"{server.url}/whip/{room}", data=sdp, headers=headers) as r:
         assert r.status == 201, await r.text()
         location, answer = r.headers["Location"], await r.text()
+    if path is not None:
+        answer = path.answer(answer)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     return Publisher(pc, track, location, time.time())
 
 
-async def unpublish(server: Server, publisher: Publisher, token: str) -> None:
+async def unpublish(server: Endpoint, publisher: Publisher, token: str) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with server.http.delete(server.url + publisher.location, headers=headers) as r:
         assert r.status == 200, await r.text()
