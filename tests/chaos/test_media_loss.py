@@ -120,7 +120,7 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
     packager: HlsPackager = lossy_server.app[HLS]
     publisher: Publisher | None = None
     try:
-        publisher = await publish(lossy_server, rid, host, path=path)
+        publisher = await publish(lossy_server, rid, host, path=path, noise=True)
         live = await until(lambda: recordings.recording(rid), 10, "the recorder")
         hls = await until(lambda: packager.live(rid), 10, "the HLS packager")
         buffer = ingest(lossy_server, rid)
@@ -137,7 +137,7 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
     # The path lost packets for good, and the server noticed and asked for keyframes.
     assert path.stats.dropped > 0 and path.stats.reordered > 0
     assembled = assembler.stats
-    assert assembled.lost > 0 and assembled.dependent > 0, assembled
+    assert assembled.lost > 0 and assembled.partial > 0 and assembled.dependent > 0, assembled
     assert assembled.reordered > 0, "reordered packets were put back in their place"
     assert buffer.keyframes.sent > 0 and assembled.keyframes > 1
     assert assembled.frames > 0

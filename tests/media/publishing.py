@@ -11,6 +11,7 @@ import asyncio
 import fractions
 import json
 import math
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -46,10 +47,12 @@ class PatternTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self) -> None:
+    def __init__(self, noise: bool = False) -> None:
         super().__init__()
         self.count = 0
         self._start: float | None = None
+        # noise in the lower half makes every frame several RTP packets long
+        self._noise = random.Random(5) if noise else None
 
     async def recv(self) -> av.VideoFrame:
         self._start = self._start or time.monotonic()
@@ -62,6 +65,8 @@ class PatternTrack(MediaStreamTrack):
         x = self.count * 4 % W
         for row in range(H):
             luma[row * stride + x : row * stride + min(W, x + 16)] = b"\xe0" * min(16, W - x)
+        if self._noise is not None:
+            luma[stride * H // 2 :] = self._noise.randbytes(stride * (H - H // 2))
         frame.planes[0].update(bytes(luma))
         frame.pts = self.count * (90000 // FPS)
         frame.time_base = fractions.Fraction(1, 90000)
@@ -95,10 +100,12 @@ async def publish(
     codec: str = "video/H264",
     audio: bool = True,
     path: LossyPath | None = None,
+    noise: bool = False,
 ) -> Publisher:
-    """Publish over WHIP; with ``path`` every packet goes through that proxy."""
+    """Publish over WHIP; with ``path`` every packet goes through that proxy; with
+    ``noise`` every video frame is several packets long."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = PatternTrack()
+    track = PatternTrack(noise)
     video = pc.addTransceiver(track, direction="sendonly")
     video.setCodecPreferences(
         [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
