@@ -4,8 +4,9 @@ A real aiortc publisher sends H.264 and Opus over WHIP through ``LossyPath``, a
 UDP proxy that drops and reorders 2% of the RTP packets on the way in and
 drops every retransmission, so a lost packet stays lost. The server must drop
 each frame that lost a packet and the frames after it up to a keyframe it
-asks for: FFmpeg then decodes every frame of the recording and of every HLS
-segment without one complaint. And a server killed with SIGKILL mid-recording
+asks for: every sample of the recording and of every HLS segment is then a
+frame exactly as the publisher encoded it, and FFmpeg decodes them all without
+one complaint. And a server killed with SIGKILL mid-recording
 finalises that recording when it starts again, cut at its last complete
 fragment, so it decodes end to end too.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import av
 import pytest
+from aiortc.codecs.h264 import H264Encoder
 from media.publishing import MEDIA_TIMING, Publisher, publish, run, unpublish, until
 from processes import ProcessGroup, ServerProcess, api, create_room
 from support import Server, make_settings, start_server, stop_server
@@ -60,6 +62,40 @@ async def lossy_server(tmp_path: Path) -> AsyncIterator[Server]:
     srv = await start_server(make_settings(tmp_path / "data", extra=extra))
     yield srv
     await stop_server(srv)
+
+
+Slices = tuple[bytes, ...]
+
+
+@pytest.fixture
+def encoded(monkeypatch: pytest.MonkeyPatch) -> set[Slices]:
+    """The slice NAL units of every frame the publisher's encoder makes (in this
+    process: the server never encodes video, it forwards)."""
+    made: set[Slices] = set()
+    encode = H264Encoder._encode_frame
+
+    def keep(self: H264Encoder, frame: av.VideoFrame, force_keyframe: bool) -> Any:
+        units = list(encode(self, frame, force_keyframe))
+        made.add(tuple(u for u in units if u[0] & 0x1F in (1, 5)))
+        return iter(units)
+
+    monkeypatch.setattr(H264Encoder, "_encode_frame", keep)
+    return made
+
+
+def samples(target: Path) -> list[Slices]:
+    """The slice NAL units of each video sample of an MP4 file (length-prefixed)."""
+    out = []
+    with av.open(str(target)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            data, units, pos = bytes(packet), [], 0
+            while pos + 4 <= len(data):
+                size = int.from_bytes(data[pos : pos + 4], "big")
+                units.append(data[pos + 4 : pos + 4 + size])
+                pos += 4 + size
+            if data:
+                out.append(tuple(u for u in units if u[0] & 0x1F in (1, 5)))
+    return out
 
 
 async def decoded(target: str) -> tuple[int, int]:
@@ -110,7 +146,7 @@ def ingest(server: Server, room: str) -> WholeFrames:
 
 
 async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode_to_the_end(
-    lossy_server: Server, host_ip: str, tmp_path: Path
+    lossy_server: Server, host_ip: str, tmp_path: Path, encoded: set[Slices]
 ) -> None:
     made = await lossy_server.create_room()
     rid, host = made["room"]["id"], made["host_token"]
@@ -146,8 +182,11 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
     recording = recordings.info(rid, live.stream)
     assert recording is not None and recording.complete and recording.duration >= SECONDS - 1
     file = lossy_server.settings.data_dir / "recordings" / rid / recording.file
+    recorded = samples(file)
+    assert all(sample in encoded for sample in recorded), "only whole frames, as encoded"
+    assert len(recorded) < len(encoded), "the frames that lost packets are not in it"
     packets, frames = await decoded(str(file))
-    assert packets == frames > 0, "a sample that does not decode"
+    assert packets == frames == len(recorded) > 0, "a sample that does not decode"
     assert await complaints(str(file)) == ""
 
     # HLS: each segment starts on a keyframe and decodes on its own, as a player that
@@ -162,6 +201,7 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
         alone = tmp_path / f"alone-{name}.mp4"
         alone.write_bytes(init + (directory / name).read_bytes())
         assert first_video_packet_is_a_keyframe(alone), name
+        assert all(sample in encoded for sample in samples(alone)), name
         packets, frames = await decoded(str(alone))
         assert packets == frames > 0, name
     assert await complaints(str(directory / "index.m3u8")) == ""
