@@ -200,8 +200,6 @@ class _ForwardingQueue(queue.Queue[Any]):
         self.forward(data, int(jitter_frame.timestamp), is_keyframe(codec.mimeType, data))
 
     def forward(self, data: bytes, timestamp: int, keyframe: bool) -> None:
-        if not data:
-            return  # nothing to decode (padding): never a 0-byte sample
         self.forwarded += 1
         self._sink(EncodedFrame(self._kind, data, timestamp, keyframe))
 

@@ -338,8 +338,11 @@ class RoomRelay:
         self.keyframes.retarget(_not_connected)
 
     def publish(self, frame: EncodedFrame) -> None:
-        """Take one frame from the publisher (called on the event loop, never blocks)."""
-        if not self._publishing:
+        """Take one frame from the publisher (called on the event loop, never blocks).
+
+        Frames come whole (``assembly.FrameAssembler``); one with no bytes is
+        not a frame (a decoder or muxer would get a 0-byte sample) and is dropped."""
+        if not self._publishing or not frame.data:
             return
         now = self._clock()
         self.frames_in += 1

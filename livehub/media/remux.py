@@ -416,6 +416,10 @@ class RelayFeed:
             self._ask_keyframe(frame)
         timed = self.timeline.place(frame, self._clock(), self._wall())
         if timed is None:
+            if frame.kind == "video" and self.timeline.origin is not None:
+                # a frame later ones refer to is not in the file: go on at a keyframe
+                self._resync = True
+                self.relay.request_keyframe()
             return
         if len(self._backlog) >= self.config.max_backlog:
             # The worker fell behind (a stalled disk): start again at a keyframe.
