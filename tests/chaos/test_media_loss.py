@@ -23,6 +23,7 @@ import aiohttp
 import av
 import pytest
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from media.publishing import MEDIA_TIMING, Publisher, publish, run, unpublish, until
 from processes import ProcessGroup, ServerProcess, api, create_room
 from support import Server, make_settings, start_server, stop_server
@@ -64,37 +65,54 @@ async def lossy_server(tmp_path: Path) -> AsyncIterator[Server]:
     await stop_server(srv)
 
 
-Slices = tuple[bytes, ...]
+Sample = tuple[bytes, ...]  # what identifies a frame: its slices (H.264), its bytes (VP8)
+H264_SLICES = (1, 5)
+
+
+def h264_slices(units: list[bytes]) -> Sample:
+    return tuple(u for u in units if u[0] & 0x1F in H264_SLICES)
 
 
 @pytest.fixture
-def encoded(monkeypatch: pytest.MonkeyPatch) -> set[Slices]:
-    """The slice NAL units of every frame the publisher's encoder makes (in this
-    process: the server never encodes video, it forwards)."""
-    made: set[Slices] = set()
+def encoded(monkeypatch: pytest.MonkeyPatch) -> set[Sample]:
+    """Every frame the publisher's encoder makes (in this process: the server never
+    encodes video, it forwards)."""
+    made: set[Sample] = set()
     encode = H264Encoder._encode_frame
+    packetize = Vp8Encoder._packetize
 
-    def keep(self: H264Encoder, frame: av.VideoFrame, force_keyframe: bool) -> Any:
+    def keep_h264(self: H264Encoder, frame: av.VideoFrame, force_keyframe: bool) -> Any:
         units = list(encode(self, frame, force_keyframe))
-        made.add(tuple(u for u in units if u[0] & 0x1F in (1, 5)))
+        made.add(h264_slices(units))
         return iter(units)
 
-    monkeypatch.setattr(H264Encoder, "_encode_frame", keep)
+    def keep_vp8(buffer: bytes, picture_id: int) -> list[bytes]:
+        made.add((buffer,))
+        return packetize(buffer, picture_id)
+
+    monkeypatch.setattr(H264Encoder, "_encode_frame", keep_h264)
+    monkeypatch.setattr(Vp8Encoder, "_packetize", staticmethod(keep_vp8))
     return made
 
 
-def samples(target: Path) -> list[Slices]:
-    """The slice NAL units of each video sample of an MP4 file (length-prefixed)."""
-    out = []
+def samples(target: Path) -> list[Sample]:
+    """Each video sample of an MP4 (length-prefixed H.264) or WebM (VP8) file."""
+    out: list[Sample] = []
     with av.open(str(target)) as container:
-        for packet in container.demux(container.streams.video[0]):
+        stream = container.streams.video[0]
+        vp8 = stream.codec_context.name == "vp8"
+        for packet in container.demux(stream):
             data, units, pos = bytes(packet), [], 0
+            if not data:
+                continue
+            if vp8:
+                out.append((data,))
+                continue
             while pos + 4 <= len(data):
                 size = int.from_bytes(data[pos : pos + 4], "big")
                 units.append(data[pos + 4 : pos + 4 + size])
                 pos += 4 + size
-            if data:
-                out.append(tuple(u for u in units if u[0] & 0x1F in (1, 5)))
+            out.append(h264_slices(units))
     return out
 
 
@@ -145,8 +163,9 @@ def ingest(server: Server, room: str) -> WholeFrames:
     raise AssertionError("the publisher's video receiver does not assemble whole frames")
 
 
+@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode_to_the_end(
-    lossy_server: Server, host_ip: str, tmp_path: Path, encoded: set[Slices]
+    lossy_server: Server, host_ip: str, tmp_path: Path, encoded: set[Sample], codec: str
 ) -> None:
     made = await lossy_server.create_room()
     rid, host = made["room"]["id"], made["host_token"]
@@ -156,12 +175,14 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
     packager: HlsPackager = lossy_server.app[HLS]
     publisher: Publisher | None = None
     try:
-        publisher = await publish(lossy_server, rid, host, path=path, noise=True)
+        publisher = await publish(lossy_server, rid, host, codec=codec, path=path, noise=True)
         live = await until(lambda: recordings.recording(rid), 10, "the recorder")
-        hls = await until(lambda: packager.live(rid), 10, "the HLS packager")
+        hls = None
+        if codec == "video/H264":
+            hls = await until(lambda: packager.live(rid), 10, "the HLS packager")
         buffer = ingest(lossy_server, rid)
         await until(lambda: live.info().duration >= SECONDS, 40, f"{SECONDS} s recorded")
-        assembler = buffer.assembler("video/H264")
+        assembler = buffer.assembler(codec)
         assert assembler is not None
         await unpublish(lossy_server, publisher, host)
         publisher = None
@@ -189,8 +210,11 @@ async def test_a_publisher_on_a_lossy_path_gives_a_recording_and_hls_that_decode
     assert packets == frames == len(recorded) > 0, "a sample that does not decode"
     assert await complaints(str(file)) == ""
 
-    # HLS: each segment starts on a keyframe and decodes on its own, as a player that
-    # joins there would decode it; the whole playlist decodes too.
+    # HLS (H.264 only): each segment starts on a keyframe and decodes on its own, as
+    # a player that joins there would decode it; the whole playlist decodes too.
+    if codec == "video/VP8":
+        return
+    assert hls is not None
     directory = hls.sink.directory
     playlist = (directory / "index.m3u8").read_text()
     assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
