@@ -193,7 +193,7 @@ class RecordingSink:
         self.info = msgspec.structs.replace(
             info, width=width, height=height, started_at=self._started_at()
         )
-        self._save()
+        _save(self.path, self.info)
         return True
 
     def _container(self) -> OutputContainer:
@@ -232,9 +232,6 @@ class RecordingSink:
         ends = [(last + self._step[kind]) / RATES[kind] for kind, last in self._last.items()]
         return max(ends, default=0.0)
 
-    def _save(self) -> None:
-        _save(self.path, self.info)
-
 
 def _save(path: Path, info: RecordingInfo) -> None:
     """Write the sidecar of the recording at ``path`` atomically."""
@@ -248,26 +245,19 @@ def _hold(path: Path) -> int:
     """Lock ``path`` as being written (``fcntl.flock``); returns the descriptor to close."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if held
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _held(path: Path) -> bool:
-    """Whether a live process is writing ``path`` (it holds the lock)."""
+def _try_hold(path: Path) -> int | None:
+    """Lock ``path`` unless a live process holds it (is writing or recovering it)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return _hold(path)
     except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the lock if we got it
-    return False
+        return None
 
 
 # crash recovery: where an unfinished file can be cut
@@ -327,7 +317,7 @@ def _vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int, bool] | N
 def webm_complete_end(data: bytes) -> tuple[int, int | None] | None:
     """Where a WebM file ends after its last complete ``Cluster``, and the offset of the
     Segment's size field when the Segment claims more than that (to be made "unknown");
-    None when the header, the tracks or the first cluster are not whole."""
+    None when the headers or the first cluster are not whole."""
     head = _vint(data, 0, keep_marker=True)
     size = _vint(data, head[1], keep_marker=False) if head else None
     if head is None or head[0] != _EBML or size is None:
@@ -442,6 +432,17 @@ def media_duration(path: Path) -> float:
                 continue
             end = max(end, float((item.pts + (item.duration or 0)) * item.time_base))
     return end
+
+
+def _unfinished(sidecar: Path) -> RecordingInfo | None:
+    """The recording a sidecar describes if it is not complete (and names a recording)."""
+    try:
+        info = msgspec.json.decode(sidecar.read_bytes(), type=RecordingInfo)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if info.complete or RECORDING_FILE.match(info.file) is None:
+        return None
+    return info
 
 
 def _size(path: Path) -> int:
@@ -578,16 +579,18 @@ class RecordingManager(FeedRooms[Recording]):
             return done
         live = {(r.room, r.stream) for r in self._live.values() if not r.feed.done}
         for sidecar in sorted(self.root.glob("*/*.json")):
-            try:
-                info = msgspec.json.decode(sidecar.read_bytes(), type=RecordingInfo)
-            except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            info = _unfinished(sidecar)
+            if info is None or (info.room, info.stream) in live:
                 continue
             path = sidecar.with_name(info.file)
-            if info.complete or (info.room, info.stream) in live or not path.is_file():
-                continue
-            if RECORDING_FILE.match(info.file) is None or _held(path):
-                continue
-            recovered = self._recover_one(path, info)
+            lock = _try_hold(path) if path.is_file() else None
+            if lock is None:
+                continue  # being written (or recovered) by a live process
+            try:
+                info = _unfinished(sidecar)  # unless another node just finalised it
+                recovered = self._recover_one(path, info) if info is not None else None
+            finally:
+                os.close(lock)
             if recovered is not None:
                 done.append(recovered)
         return done
