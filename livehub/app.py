@@ -224,6 +224,7 @@ async def create_app(settings: Settings) -> web.Application:
     )
     if settings.retention_days > 0:
         loops["retention"] = privacy.purge_forever  # purges once at start, then daily
+    loops["recording-recovery"] = recordings.recover_forever
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     attach(sio, app)

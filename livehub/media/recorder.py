@@ -67,6 +67,8 @@ class RecordingConfig:
     enabled: bool = True
     fragment_seconds: float = 1.0  # MP4 fragment / WebM cluster length: what a crash can lose
     keyframe_interval: float | None = 4.0  # ask for keyframes so replays can seek
+    # how often to look for recordings another node's crash left unfinished (shared data dir)
+    recover_interval: float = 60.0
 
     @classmethod
     def build(cls, overrides: dict[str, Any] | None) -> RecordingConfig:
@@ -594,6 +596,14 @@ class RecordingManager(FeedRooms[Recording]):
             if recovered is not None:
                 done.append(recovered)
         return done
+
+    async def recover_forever(self) -> None:
+        """Finalise what crashes leave unfinished every ``recover_interval`` (the first
+        pass runs at start, in ``lifecycle``): a node that shares its data directory
+        with one that died finalises that one's recordings without a restart."""
+        while True:
+            await asyncio.sleep(self.config.recover_interval)
+            await asyncio.to_thread(self.recover)
 
     def _recover_one(self, path: Path, info: RecordingInfo) -> RecordingInfo | None:
         try:

@@ -398,3 +398,21 @@ def test_a_recording_still_being_written_is_not_touched_and_an_empty_one_is_remo
     finished = manager.info("r", "s_live")
     assert finished is not None and finished.complete and not finished.recovered
     assert manager.recover() == [] and _complaints(live.path) == ""
+
+
+async def test_a_running_node_finalises_what_another_nodes_crash_left(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    manager = RecordingManager(root, RecordingConfig(recover_interval=0.05))
+    loop = asyncio.create_task(manager.recover_forever())
+    try:
+        # another node on the same data directory died mid-recording, after this one started
+        path = await asyncio.to_thread(_crashed, root, "mp4", 0.5)
+
+        def finalised() -> bool:
+            info = manager.info("r", "s_1")
+            return info is not None and info.recovered
+
+        await until(finalised, 10, "the recording to be finalised")
+    finally:
+        loop.cancel()
+    assert _complaints(path) == ""
