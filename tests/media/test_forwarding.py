@@ -152,7 +152,13 @@ async def test_fresh_receivers_and_senders_have_the_private_state_we_replace() -
         (rtcrtpreceiver.decoder_worker, ["task = input_q.get()", "codec, encoded_frame = task"]),
         (
             RTCRtpReceiver.receive,
-            ["target=decoder_worker", "self.__decoder_queue,", "if not self.__started:"],
+            [
+                "target=decoder_worker",
+                "self.__decoder_queue,",
+                "if not self.__started:",
+                # WholeFrames keeps the receiver's codec table: filled in place, not replaced
+                "self.__codecs[codec.payloadType] = codec",
+            ],
         ),
         (
             RTCRtpReceiver._handle_rtp_packet,
