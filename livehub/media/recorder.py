@@ -425,10 +425,14 @@ def _state_duration(path: Path, seconds: float) -> None:
             file.write(patch[1])
 
 
-def media_duration(path: Path) -> float:
-    """The end of the last packet in a file, in seconds (every packet is read)."""
+def media_duration(path: Path, fmt: Format) -> float:
+    """The end of the last packet in a file, in seconds. FFmpeg reads a fragmented MP4's
+    fragment headers when it opens it (skipping the media data); a WebM without a
+    duration in its header is read packet by packet."""
     end = 0.0
     with av.open(str(path)) as container:
+        if fmt == "mp4" and container.duration is not None:
+            return float(container.duration) / av.time_base
         for item in container.demux():
             if item.pts is None or item.time_base is None:
                 continue
@@ -608,7 +612,7 @@ class RecordingManager(FeedRooms[Recording]):
     def _recover_one(self, path: Path, info: RecordingInfo) -> RecordingInfo | None:
         try:
             playable = cut_unfinished(path, info.format)
-            duration = media_duration(path) if playable else 0.0
+            duration = media_duration(path, info.format) if playable else 0.0
             if playable and info.format == "webm":
                 _state_duration(path, duration)
         except (OSError, av.error.FFmpegError) as exc:
