@@ -42,11 +42,11 @@ from av.stream import Stream
 
 from livehub.media.relay import KINDS, Kind, RoomRelay
 from livehub.media.remux import (
-    OPUS_FRAME,
     RATES,
     SAFE_ID,
     TIME_BASES,
     BitstreamError,
+    Durations,
     FeedRooms,
     LiveFeed,
     Timed,
@@ -133,7 +133,7 @@ class RecordingSink:
         self._lock: int | None = None  # a descriptor holding the file's flock while written
         self._streams: dict[Kind, Stream] = {}
         self._last: dict[Kind, int] = {}
-        self._step: dict[Kind, int] = {"audio": OPUS_FRAME, "video": 3000}
+        self._durations = Durations()
         self.packets = 0
         self.keyframe_sample: bytes | None = None  # the first keyframe written (tests)
 
@@ -147,16 +147,18 @@ class RecordingSink:
         for timed in frames:
             if self._out is None and not self._open(timed):
                 continue
-            stream = self._streams.get(timed.kind)
-            if stream is None:
+            if timed.kind not in self._streams:
                 continue
-            last = self._last.get(timed.kind)
-            if last is not None and timed.pts > last:
-                self._step[timed.kind] = min(timed.pts - last, RATES[timed.kind] // 10)
             self._last[timed.kind] = timed.pts
-            assert self._out is not None
-            self._out.mux(packet(timed.data, stream, timed.pts, timed.kind, timed.keyframe))
-            self.packets += 1
+            ready = self._durations.push(timed)
+            if ready is not None:
+                self._mux(*ready)
+
+    def _mux(self, timed: Timed, duration: int) -> None:
+        assert self._out is not None
+        stream = self._streams[timed.kind]
+        self._out.mux(packet(timed.data, stream, timed.pts, timed.kind, timed.keyframe, duration))
+        self.packets += 1
 
     def _open(self, first: Timed) -> bool:
         """Open the file at the first frame that can start it (a keyframe with its headers)."""
@@ -215,7 +217,11 @@ class RecordingSink:
     def close(self) -> None:
         try:
             if self._out is not None:
-                self._out.close()
+                try:
+                    for timed, duration in self._durations.rest():
+                        self._mux(timed, duration)
+                finally:
+                    self._out.close()
             self.info = msgspec.structs.replace(
                 self.info, duration=self.duration(), size=_size(self.path), complete=True
             )
@@ -231,7 +237,8 @@ class RecordingSink:
 
     def duration(self) -> float:
         """From the timestamps: the end of the last frame of the longer kind."""
-        ends = [(last + self._step[kind]) / RATES[kind] for kind, last in self._last.items()]
+        step = self._durations.step
+        ends = [(last + step[kind]) / RATES[kind] for kind, last in self._last.items()]
         return max(ends, default=0.0)
 
 

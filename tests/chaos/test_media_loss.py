@@ -140,8 +140,27 @@ async def decoded(target: str) -> tuple[int, int]:
 
 
 async def complaints(target: str) -> str:
-    """What FFmpeg says decoding every frame, audio too ('' when nothing is wrong)."""
-    code, _, err = await run("ffmpeg", "-v", "error", "-i", target, "-f", "null", "-", timeout=60)
+    """What FFmpeg says decoding every frame, audio too ('' when nothing is wrong).
+
+    Frames keep their own timestamps in their own time base on the way to the null
+    muxer: by default FFmpeg would put them on a 1/frame-rate grid guessed from the
+    stream, where frames around a gap (dropped frames) can land on the same tick and
+    be reported as non-increasing timestamps although the file is right."""
+    code, _, err = await run(
+        "ffmpeg",
+        "-v",
+        "error",
+        "-i",
+        target,
+        "-fps_mode",
+        "passthrough",
+        "-enc_time_base",
+        "-1",
+        "-f",
+        "null",
+        "-",
+        timeout=60,
+    )
     return err if code == 0 else f"exit {code}: {err}"
 
 

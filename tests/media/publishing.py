@@ -190,8 +190,9 @@ def codecs(probe: dict[str, Any]) -> dict[str, str]:
 # frames encoded here, for the sinks offline
 
 
-def encoded_h264(count: int) -> list[tuple[int, bytes, bool]]:
-    """``count`` frames of 320x240 H.264 at 30 fps: (RTP timestamp, access unit, keyframe)."""
+def encoded_h264(count: int, keyframes: set[int] = frozenset()) -> list[tuple[int, bytes, bool]]:
+    """``count`` frames of 320x240 H.264 at 30 fps: (RTP timestamp, access unit, keyframe);
+    a keyframe every 30 frames, and at each of ``keyframes`` (as a PLI would ask)."""
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
     encoder.time_base = fractions.Fraction(1, 30)
@@ -203,6 +204,8 @@ def encoded_h264(count: int) -> list[tuple[int, bytes, bool]]:
         for n, plane in enumerate(frame.planes):
             plane.update(bytes([(i * 7 + n * 50) % 256]) * (plane.line_size * plane.height))
         frame.pts = i
+        if i in keyframes:
+            frame.pict_type = av.video.frame.PictureType.I
         for packet in encoder.encode(frame):
             out.append((i * 3000, bytes(packet), packet.is_keyframe))
     return out

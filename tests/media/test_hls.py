@@ -24,6 +24,7 @@ from publishing import (
     encoded_h264,
     encoded_opus,
     ffprobe,
+    interleaved,
     publish,
     unpublish,
     until,
@@ -275,3 +276,39 @@ async def test_a_vanished_publisher_ends_the_playlist_after_the_grace_period(
     await until(lambda: live.feed.done, MEDIA_TIMING["publisher_grace"] + 8, "the end")
     await asyncio.sleep(0)
     assert live.sink.playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+
+
+def _video_dts(target: str) -> list[int]:
+    """The video packets' decode times, in the 90 kHz clock, from the first one's."""
+    with av.open(target) as container:
+        stream = container.streams.video[0]
+        times = [
+            round(float(p.dts * p.time_base) * 90000)
+            for p in container.demux(stream)
+            if p.size and p.dts is not None
+        ]
+    return [t - times[0] for t in times]
+
+
+def test_after_a_loss_each_frame_keeps_its_own_time_in_the_recording_and_in_hls(
+    tmp_path: Path,
+) -> None:
+    """Frames dropped after a loss leave a gap, and the keyframe asked for can come
+    right after another one (two keyframes in a row, a fragment of one sample): every
+    frame must still come out at its own time, none two at one time."""
+    video = encoded_h264(150, keyframes={60, 61, 62, 100})
+    kept = [v for v in video if not 40 <= v[0] // 3000 < 60]  # dropped up to a keyframe
+    assert kept[40][2] and kept[41][2] and kept[42][2]
+    frames = interleaved(kept, encoded_opus(250))
+    info = RecordingInfo("r", "s_1", "s_1.mp4", "mp4", "video/H264", "audio/opus")
+    recording = RecordingSink(tmp_path / "s_1.mp4", info, RecordingConfig(), lambda: 1.0)
+    hls = HlsSink(tmp_path / "hls", "s_1-x", "video/H264", "audio/opus", HlsConfig(list_size=0))
+    for start in range(0, len(frames), 7):
+        recording.write(frames[start : start + 7])
+        hls.write(frames[start : start + 7])
+    recording.close()
+    hls.close()
+    sent = [ts - kept[0][0] for ts, _, _ in kept]
+    assert _video_dts(str(recording.path)) == sent
+    assert _video_dts(str(hls.playlist)) == sent
+    assert abs(recording.info.duration - 5.0) < 0.05
