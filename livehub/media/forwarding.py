@@ -212,9 +212,11 @@ class WholeFrames:
     packets, and the frames after a lost one are passed on although they refer
     to it. Here a ``FrameAssembler`` per codec does the reassembly; whole
     frames go straight to the forwarding queue (several at once when a late
-    packet completes them), and while the assembler waits for a keyframe
-    after a loss, ``add`` asks aiortc to send the publisher a PLI, at most as
-    often as ``KeyframeRequests`` allows.
+    packet completes them). While the assembler waits for a keyframe after a
+    loss it asks for one: through ``request_keyframe`` when given (the relay's
+    ``request_keyframe``, so one limiter paces every request to the publisher),
+    else by having aiortc send a PLI, at most as often as its own
+    ``KeyframeRequests`` allows.
     """
 
     def __init__(
@@ -225,8 +227,10 @@ class WholeFrames:
         keyframe_min_interval: float,
         keyframe_retry: float,
         clock: Callable[[], float] = time.monotonic,
+        request_keyframe: Callable[[], object] | None = None,
     ) -> None:
         self._codecs = codecs
+        self._request_keyframe = request_keyframe
         self._out = out
         self._config = config
         self._clock = clock
@@ -259,7 +263,12 @@ class WholeFrames:
                 self._origin = frame.timestamp
             since = (frame.timestamp - self._origin) & 0xFFFFFFFF  # from the first frame
             self._out.forward(frame.data, since, frame.keyframe)
-        return assembler.lossy and self.keyframes.request(), None
+        if not assembler.lossy:
+            return False, None
+        if self._request_keyframe is not None:
+            self._request_keyframe()  # rate-limited by the relay
+            return False, None
+        return self.keyframes.request(), None
 
 
 def _always() -> bool:
@@ -271,9 +280,11 @@ def forward_receiver(
     kind: Kind,
     sink: Callable[[EncodedFrame], None],
     config: RelayConfig | None = None,
+    request_keyframe: Callable[[], object] | None = None,
 ) -> None:
     """Make ``receiver`` hand its encoded frames to ``sink`` instead of decoding them;
-    video frames whole only (``WholeFrames``).
+    video frames whole only (``WholeFrames``, which asks for a keyframe after a loss
+    through ``request_keyframe`` when given).
 
     Call before the connection starts receiving (before setLocalDescription).
     """
@@ -290,7 +301,12 @@ def forward_receiver(
             raise ForwardingUnsupported(f"RTCRtpReceiver has no {_RECEIVER_JITTER}")
         config = config or RelayConfig()
         buffer = WholeFrames(
-            codecs, out, config.assembly, config.keyframe_min_interval, config.keyframe_retry
+            codecs,
+            out,
+            config.assembly,
+            config.keyframe_min_interval,
+            config.keyframe_retry,
+            request_keyframe=request_keyframe,
         )
         setattr(receiver, _RECEIVER_JITTER, buffer)
 

@@ -370,3 +370,28 @@ def test_whole_frames_asks_for_keyframes_at_most_as_often_as_allowed(h264: list[
     assert [f.timestamp for f in forwarded][:3] == [0, 3000, 6000]
     assert all(f.kind == "video" and f.data for f in forwarded)
     assert forwarded[10].keyframe and len(forwarded) == FRAMES - (resumed - 10)
+
+
+def test_whole_frames_can_ask_through_the_relays_limiter_instead(h264: list[Sent]) -> None:
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
+    asked: list[int] = []
+    buffer = WholeFrames(
+        {96: codec},
+        _ForwardingQueue("video", lambda frame: None),
+        AssemblyConfig(reorder_packets=4),
+        keyframe_min_interval=0.25,
+        keyframe_retry=1.0,
+        clock=Clock(0.0),
+        request_keyframe=lambda: asked.append(1),
+    )
+    plis = 0
+    for s in h264:
+        for i, p in enumerate(s.packets):
+            if s.index == 10 and i == 0:
+                continue
+            packet = RtpPacket(96, p.marker, p.sequence, p.timestamp, p.ssrc, p.payload)
+            packet._data = p.data  # type: ignore[attr-defined]
+            plis += buffer.add(packet)[0]
+    assert plis == 0, "aiortc is not asked: the relay paces the requests"
+    assert len(asked) >= next_keyframe(h264, 10) - 10 - 1, "asked while waiting, every frame"
+    assert buffer.keyframes.sent == 0
