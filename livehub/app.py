@@ -242,6 +242,7 @@ async def create_app(settings: Settings) -> web.Application:
     )
     if settings.retention_days > 0:
         loops["retention"] = privacy.purge_forever  # purges once at start, then daily
+    loops["recording-recovery"] = recordings.recover_forever
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     app.on_shutdown.append(media.shutdown)  # before attach's: viewers hear of the pause

@@ -9,7 +9,11 @@ things, per peer connection, never globally:
   decoder thread reads that queue. ``forward_receiver`` swaps the queue for one
   that turns each frame into a ``relay.EncodedFrame`` (with a keyframe flag)
   and passes it to a sink at once; the decoder thread only ever sees the final
-  ``None`` that stops it, so no decoder is ever created.
+  ``None`` that stops it, so no decoder is ever created. A video receiver's
+  jitter buffer is swapped too, for ``WholeFrames``: it reassembles frames
+  itself (``assembly.FrameAssembler``) so that a frame with a lost packet, and
+  the frames that depend on it, are never forwarded or recorded, and it has
+  aiortc send the publisher a PLI for a new keyframe.
 * Sending (each viewer): ``forward_sender`` installs a ``Packer`` as the
   sender's encoder (so aiortc never constructs a real one), routes the
   viewer's picture loss indications to the relay, and replaces the sender's
@@ -34,6 +38,7 @@ import logging
 import queue
 import random
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,12 +57,22 @@ from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random32
 
-from livehub.media.relay import EncodedFrame, Kind, RelayClosed, Subscription
+from livehub.media.assembly import FRAMINGS, AssemblyConfig, FrameAssembler, RtpIn
+from livehub.media.relay import (
+    EncodedFrame,
+    KeyframeRequests,
+    Kind,
+    RelayClosed,
+    RelayConfig,
+    Subscription,
+)
 
 AIORTC_VERSION = "1.16.0"
 
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 # What RTCRtpSender._run_rtp reads and writes, which SendLoop takes over.
 _SENDER_STATE = {
@@ -182,17 +197,94 @@ class _ForwardingQueue(queue.Queue[Any]):
             return
         codec, jitter_frame = item
         data = bytes(jitter_frame.data)
-        frame = EncodedFrame(
-            self._kind, data, int(jitter_frame.timestamp), is_keyframe(codec.mimeType, data)
-        )
+        self.forward(data, int(jitter_frame.timestamp), is_keyframe(codec.mimeType, data))
+
+    def forward(self, data: bytes, timestamp: int, keyframe: bool) -> None:
         self.forwarded += 1
-        self._sink(frame)
+        self._sink(EncodedFrame(self._kind, data, timestamp, keyframe))
+
+
+class WholeFrames:
+    """Stands in for a video receiver's jitter buffer: hands on whole frames only.
+
+    aiortc's jitter buffer passes on whatever run of packets it holds when it
+    gives up waiting for a lost one, so a frame can lack its first or last
+    packets, and the frames after a lost one are passed on although they refer
+    to it. Here a ``FrameAssembler`` per codec does the reassembly; whole
+    frames go straight to the forwarding queue (several at once when a late
+    packet completes them). While the assembler waits for a keyframe after a
+    loss it asks for one: through ``request_keyframe`` when given (the relay's
+    ``request_keyframe``, so one limiter paces every request to the publisher),
+    else by having aiortc send a PLI, at most as often as its own
+    ``KeyframeRequests`` allows.
+    """
+
+    def __init__(
+        self,
+        codecs: dict[int, RTCRtpCodecParameters],
+        out: _ForwardingQueue,
+        config: AssemblyConfig,
+        keyframe_min_interval: float,
+        keyframe_retry: float,
+        clock: Callable[[], float] = time.monotonic,
+        request_keyframe: Callable[[], object] | None = None,
+    ) -> None:
+        self._codecs = codecs
+        self._request_keyframe = request_keyframe
+        self._out = out
+        self._config = config
+        self._clock = clock
+        self._assemblers: dict[str, FrameAssembler] = {}
+        self._origin: int | None = None
+        self.keyframes = KeyframeRequests(_always, keyframe_min_interval, keyframe_retry, clock)
+
+    def assembler(self, mime: str) -> FrameAssembler | None:
+        return self._assemblers.get(mime.lower())
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return False, None
+        mime = codec.mimeType.lower()
+        assembler = self._assemblers.get(mime)
+        if assembler is None:
+            if mime not in FRAMINGS:
+                return False, None
+            assembler = self._assemblers[mime] = FrameAssembler(
+                mime, lambda data: is_keyframe(mime, data), self._config, self._clock
+            )
+        data: bytes = getattr(packet, "_data", b"")
+        seq, timestamp = packet.sequence_number, packet.timestamp
+        rtp = RtpIn(packet.ssrc, seq, timestamp, bool(packet.marker), packet.payload, data)
+        for frame in assembler.add(rtp):
+            if frame.keyframe:
+                self.keyframes.keyframe_arrived()
+            if self._origin is None:
+                self._origin = frame.timestamp
+            since = (frame.timestamp - self._origin) & 0xFFFFFFFF  # from the first frame
+            self._out.forward(frame.data, since, frame.keyframe)
+        if not assembler.lossy:
+            return False, None
+        if self._request_keyframe is not None:
+            self._request_keyframe()  # rate-limited by the relay
+            return False, None
+        return self.keyframes.request(), None
+
+
+def _always() -> bool:
+    return True
 
 
 def forward_receiver(
-    receiver: RTCRtpReceiver, kind: Kind, sink: Callable[[EncodedFrame], None]
+    receiver: RTCRtpReceiver,
+    kind: Kind,
+    sink: Callable[[EncodedFrame], None],
+    config: RelayConfig | None = None,
+    request_keyframe: Callable[[], object] | None = None,
 ) -> None:
-    """Make ``receiver`` hand its encoded frames to ``sink`` instead of decoding them.
+    """Make ``receiver`` hand its encoded frames to ``sink`` instead of decoding them;
+    video frames whole only (``WholeFrames``, which asks for a keyframe after a loss
+    through ``request_keyframe`` when given).
 
     Call before the connection starts receiving (before setLocalDescription).
     """
@@ -201,7 +293,27 @@ def forward_receiver(
         raise ForwardingUnsupported(f"RTCRtpReceiver has no {_RECEIVER_QUEUE} queue")
     if getattr(receiver, _RECEIVER_THREAD, "missing") is not None:
         raise ForwardingUnsupported("the receiver is already decoding; forward it earlier")
-    setattr(receiver, _RECEIVER_QUEUE, _ForwardingQueue(kind, sink))
+    out = _ForwardingQueue(kind, sink)
+    setattr(receiver, _RECEIVER_QUEUE, out)
+    if kind == "video":
+        codecs = getattr(receiver, _RECEIVER_CODECS, None)
+        if not isinstance(codecs, dict) or not hasattr(receiver, _RECEIVER_JITTER):
+            raise ForwardingUnsupported(f"RTCRtpReceiver has no {_RECEIVER_JITTER}")
+        config = config or RelayConfig()
+        buffer = WholeFrames(
+            codecs,
+            out,
+            config.assembly,
+            config.keyframe_min_interval,
+            config.keyframe_retry,
+            request_keyframe=request_keyframe,
+        )
+        setattr(receiver, _RECEIVER_JITTER, buffer)
+
+
+def whole_frames_of(receiver: RTCRtpReceiver) -> WholeFrames | None:
+    buffer = getattr(receiver, _RECEIVER_JITTER, None)
+    return buffer if isinstance(buffer, WholeFrames) else None
 
 
 def is_forwarding(receiver: RTCRtpReceiver) -> bool:

@@ -47,6 +47,7 @@ from livehub.media.remux import (
     SAFE_ID,
     TIME_BASES,
     BitstreamError,
+    Durations,
     FeedRooms,
     LiveFeed,
     Timed,
@@ -97,6 +98,7 @@ class HlsSink:
         self._fifo: av.AudioFifo | None = None
         self._aac_next = 0  # pts of the next AAC frame (48 kHz)
         self._fifo_end: int | None = None  # pts just after the last sample in the fifo
+        self._durations = Durations()
         self.video_packets = 0
         self.aac_frames = 0
 
@@ -110,10 +112,16 @@ class HlsSink:
                 continue
             assert self._out is not None
             if timed.kind == "video" and self._video is not None:
-                self._out.mux(packet(timed.data, self._video, timed.pts, "video", timed.keyframe))
-                self.video_packets += 1
+                ready = self._durations.push(timed)
+                if ready is not None:
+                    self._mux_video(*ready)
             elif timed.kind == "audio" and self._aac is not None:
                 self._audio(timed)
+
+    def _mux_video(self, timed: Timed, duration: int) -> None:
+        assert self._out is not None and self._video is not None
+        self._out.mux(packet(timed.data, self._video, timed.pts, "video", timed.keyframe, duration))
+        self.video_packets += 1
 
     def _open(self, first: Timed) -> bool:
         starter = "video" if self.video else "audio"
@@ -207,6 +215,8 @@ class HlsSink:
         if self._out is None:
             return
         try:
+            for timed, duration in self._durations.rest():
+                self._mux_video(timed, duration)
             if self._aac is not None:
                 self._encode(None)
         finally:

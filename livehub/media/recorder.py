@@ -11,14 +11,25 @@ Files: ``DATA_DIR/recordings/{room}/{stream}.mp4`` (or ``.webm``) and a
 sidecar ``{stream}.json`` (``RecordingInfo``) written when the file opens and
 again when it is finalised: codecs, the wall-clock start (to line chat up with
 the picture), duration from the timestamps (no ffprobe) and size.
+
+Crash recovery: while a file is written its writer holds an advisory lock on
+it (``flock``, released by the kernel when the process dies, kill -9 too). At
+start, every recording whose sidecar says it is not complete and whose file
+nobody holds (another node sharing the data directory may still be writing
+its own) is cut after its last complete fragment (MP4 ``moof``+``mdat``, WebM
+``Cluster``), so it plays to the end without an error, and its sidecar is
+finalised with ``recovered`` set (``recover``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import re
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +42,11 @@ from av.stream import Stream
 
 from livehub.media.relay import KINDS, Kind, RoomRelay
 from livehub.media.remux import (
-    OPUS_FRAME,
     RATES,
     SAFE_ID,
     TIME_BASES,
     BitstreamError,
+    Durations,
     FeedRooms,
     LiveFeed,
     Timed,
@@ -56,6 +67,8 @@ class RecordingConfig:
     enabled: bool = True
     fragment_seconds: float = 1.0  # MP4 fragment / WebM cluster length: what a crash can lose
     keyframe_interval: float | None = 4.0  # ask for keyframes so replays can seek
+    # how often to look for recordings another node's crash left unfinished (shared data dir)
+    recover_interval: float = 60.0
 
     @classmethod
     def build(cls, overrides: dict[str, Any] | None) -> RecordingConfig:
@@ -76,6 +89,7 @@ class RecordingInfo(msgspec.Struct, frozen=True):
     duration: float = 0.0
     size: int = 0
     complete: bool = False
+    recovered: bool = False  # finalised after a crash, cut at its last complete fragment
 
     @property
     def url(self) -> str:
@@ -93,6 +107,7 @@ class RecordingInfo(msgspec.Struct, frozen=True):
             "size": self.size,
             "started_at": self.started_at,
             "complete": self.complete,
+            "recovered": self.recovered,
         }
 
 
@@ -115,9 +130,10 @@ class RecordingSink:
         self._config = config
         self._started_at = started_at
         self._out: OutputContainer | None = None
+        self._lock: int | None = None  # a descriptor holding the file's flock while written
         self._streams: dict[Kind, Stream] = {}
         self._last: dict[Kind, int] = {}
-        self._step: dict[Kind, int] = {"audio": OPUS_FRAME, "video": 3000}
+        self._durations = Durations()
         self.packets = 0
         self.keyframe_sample: bytes | None = None  # the first keyframe written (tests)
 
@@ -131,16 +147,18 @@ class RecordingSink:
         for timed in frames:
             if self._out is None and not self._open(timed):
                 continue
-            stream = self._streams.get(timed.kind)
-            if stream is None:
+            if timed.kind not in self._streams:
                 continue
-            last = self._last.get(timed.kind)
-            if last is not None and timed.pts > last:
-                self._step[timed.kind] = min(timed.pts - last, RATES[timed.kind] // 10)
             self._last[timed.kind] = timed.pts
-            assert self._out is not None
-            self._out.mux(packet(timed.data, stream, timed.pts, timed.kind, timed.keyframe))
-            self.packets += 1
+            ready = self._durations.push(timed)
+            if ready is not None:
+                self._mux(*ready)
+
+    def _mux(self, timed: Timed, duration: int) -> None:
+        assert self._out is not None
+        stream = self._streams[timed.kind]
+        self._out.mux(packet(timed.data, stream, timed.pts, timed.kind, timed.keyframe, duration))
+        self.packets += 1
 
     def _open(self, first: Timed) -> bool:
         """Open the file at the first frame that can start it (a keyframe with its headers)."""
@@ -156,7 +174,12 @@ class RecordingSink:
                 log.info("%s: waiting for a keyframe that can start the file (%s)", info.file, exc)
                 return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        out = self._container()
+        self._lock = _hold(self.path)  # before the muxer opens it: the same inode
+        try:
+            out = self._container()
+        except BaseException:
+            self._release()
+            raise
         try:
             if info.video is not None:
                 codec = "h264" if info.format == "mp4" else "vp8"
@@ -168,12 +191,13 @@ class RecordingSink:
                 self._streams["audio"] = add_opus_stream(out)
         except BaseException:
             out.close()
+            self._release()
             raise
         self._out = out
         self.info = msgspec.structs.replace(
             info, width=width, height=height, started_at=self._started_at()
         )
-        self._save()
+        _save(self.path, self.info)
         return True
 
     def _container(self) -> OutputContainer:
@@ -185,28 +209,253 @@ class RecordingSink:
             }
         else:
             options = {"cluster_time_limit": str(int(fragment * 1000))}
+        # Each fragment goes to the disk as soon as the muxer has it, not when 32 KB
+        # of them fill FFmpeg's buffer: a crash loses at most the fragment being made.
+        options["flush_packets"] = "1"
         return av.open(str(self.path), "w", format=self.info.format, options=options)
 
     def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
-        self.info = msgspec.structs.replace(
-            self.info, duration=self.duration(), size=_size(self.path), complete=True
-        )
-        if self._out is not None:
-            self._save()
+        try:
+            if self._out is not None:
+                try:
+                    for timed, duration in self._durations.rest():
+                        self._mux(timed, duration)
+                finally:
+                    self._out.close()
+            self.info = msgspec.structs.replace(
+                self.info, duration=self.duration(), size=_size(self.path), complete=True
+            )
+            if self._out is not None:
+                _save(self.path, self.info)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = None
 
     def duration(self) -> float:
         """From the timestamps: the end of the last frame of the longer kind."""
-        ends = [(last + self._step[kind]) / RATES[kind] for kind, last in self._last.items()]
+        step = self._durations.step
+        ends = [(last + step[kind]) / RATES[kind] for kind, last in self._last.items()]
         return max(ends, default=0.0)
 
-    def _save(self) -> None:
-        sidecar = self.path.with_suffix(".json")
-        tmp = sidecar.with_suffix(".json.tmp")
-        info = msgspec.structs.replace(self.info, size=_size(self.path))
-        tmp.write_bytes(msgspec.json.encode(info))
-        os.replace(tmp, sidecar)
+
+def _save(path: Path, info: RecordingInfo) -> None:
+    """Write the sidecar of the recording at ``path`` atomically."""
+    sidecar = path.with_suffix(".json")
+    tmp = sidecar.with_suffix(".json.tmp")
+    tmp.write_bytes(msgspec.json.encode(msgspec.structs.replace(info, size=_size(path))))
+    os.replace(tmp, sidecar)
+
+
+def _hold(path: Path) -> int:
+    """Lock ``path`` as being written (``fcntl.flock``); returns the descriptor to close."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if held
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _try_hold(path: Path) -> int | None:
+    """Lock ``path`` unless a live process holds it (is writing or recovering it)."""
+    try:
+        return _hold(path)
+    except BlockingIOError:
+        return None
+
+
+# crash recovery: where an unfinished file can be cut
+
+_BOX = struct.Struct(">I4s")
+
+
+def mp4_complete_end(data: bytes) -> int | None:
+    """Where a fragmented MP4 ends after its last complete fragment (``moof`` followed
+    by its whole ``mdat``); None when even ``ftyp`` and ``moov`` are not whole."""
+    pos, end, movie = 0, None, False
+    pending_moof = False
+    while pos + _BOX.size <= len(data):
+        size, kind = _BOX.unpack_from(data, pos)
+        header = _BOX.size
+        if size == 1:
+            if pos + 16 > len(data):
+                break
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        if size < header or size == 0 or pos + size > len(data):
+            break  # runs to the end of the file or past it: cut here
+        pos += size
+        if kind == b"moov":
+            movie = True
+        if kind == b"moof":
+            pending_moof = True
+            continue
+        if kind == b"mdat" and not pending_moof:
+            continue  # a sample data box without its fragment header
+        pending_moof = False
+        if movie:
+            end = pos
+    return end
+
+
+_CLUSTER = 0x1F43B675
+_SEGMENT = 0x18538067
+_EBML = 0x1A45DFA3
+_UNKNOWN_SIZE_8 = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+
+
+def _vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int, bool] | None:
+    """An EBML variable-size integer at ``pos``: (value, length, all ones = unknown)."""
+    if pos >= len(data) or data[pos] == 0:
+        return None
+    length = 8 - data[pos].bit_length() + 1
+    if pos + length > len(data):
+        return None
+    value = int.from_bytes(data[pos : pos + length], "big")
+    if not keep_marker:
+        value &= (1 << (7 * length)) - 1
+    unknown = not keep_marker and value == (1 << (7 * length)) - 1
+    return value, length, unknown
+
+
+def webm_complete_end(data: bytes) -> tuple[int, int | None] | None:
+    """Where a WebM file ends after its last complete ``Cluster``, and the offset of the
+    Segment's size field when the Segment claims more than that (to be made "unknown");
+    None when the headers or the first cluster are not whole."""
+    head = _vint(data, 0, keep_marker=True)
+    size = _vint(data, head[1], keep_marker=False) if head else None
+    if head is None or head[0] != _EBML or size is None:
+        return None
+    pos = head[1] + size[1] + size[0]
+    segment = _vint(data, pos, keep_marker=True)
+    seg_size = _vint(data, pos + segment[1], keep_marker=False) if segment else None
+    if segment is None or segment[0] != _SEGMENT or seg_size is None:
+        return None
+    size_at = pos + segment[1]
+    start = size_at + seg_size[1]
+    end = None
+    for kind, _, body, length in _children(data, start, len(data)):
+        if kind == _CLUSTER:
+            end = body + length
+    if end is None:
+        return None
+    claims = None if seg_size[2] else start + seg_size[0]
+    fix = size_at if claims is not None and claims != end and seg_size[1] == 8 else None
+    return end, fix
+
+
+_INFO = 0x1549A966
+_TIMESTAMP_SCALE = 0x2AD7B1
+_DURATION = 0x4489
+_VOID = 0xEC
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The whole EBML elements in ``data[start:end]``: (id, offset, data offset, data size)."""
+    found = []
+    pos = start
+    while pos < end:
+        element = _vint(data, pos, keep_marker=True)
+        size = _vint(data, pos + element[1], keep_marker=False) if element else None
+        if element is None or size is None or size[2]:
+            break
+        body = pos + element[1] + size[1]
+        if body + size[0] > end:
+            break
+        found.append((element[0], pos, body, size[0]))
+        pos = body + size[0]
+    return found
+
+
+def webm_duration_patch(data: bytes, seconds: float) -> tuple[int, bytes] | None:
+    """Where and what to write so a WebM file's ``Info`` states its duration: over its
+    ``Duration``, or over the 11-byte ``Void`` FFmpeg reserves for one while writing."""
+    head = _vint(data, 0, keep_marker=True)
+    size = _vint(data, head[1], keep_marker=False) if head else None
+    if head is None or size is None:
+        return None
+    segment_at = head[1] + size[1] + size[0]
+    segment = _vint(data, segment_at, keep_marker=True)
+    seg_size = _vint(data, segment_at + segment[1], keep_marker=False) if segment else None
+    if segment is None or seg_size is None:
+        return None
+    start = segment_at + segment[1] + seg_size[1]
+    for kind, _, body, length in _children(data, start, len(data)):
+        if kind != _INFO:
+            continue
+        children = _children(data, body, body + length)
+        scale = 1_000_000
+        for child, _, at, n in children:
+            if child == _TIMESTAMP_SCALE and 0 < n <= 8:
+                scale = int.from_bytes(data[at : at + n], "big") or scale
+        ticks = seconds * 1e9 / scale
+        for child, offset, at, n in children:
+            if child == _DURATION and n in (4, 8):
+                return at, struct.pack(">f" if n == 4 else ">d", ticks)
+            if child == _VOID and at + n - offset == 11:
+                return offset, b"\x44\x89\x88" + struct.pack(">d", ticks)
+        return None
+    return None
+
+
+def cut_unfinished(path: Path, fmt: Format) -> bool:
+    """Cut ``path`` after its last complete fragment; False if nothing in it can play."""
+    data = path.read_bytes()
+    fix: int | None = None
+    if fmt == "mp4":
+        end = mp4_complete_end(data)
+    else:
+        found = webm_complete_end(data)
+        end, fix = found if found is not None else (None, None)
+    if end is None:
+        return False
+    with path.open("r+b") as file:
+        file.truncate(end)
+        if fix is not None:
+            file.seek(fix)
+            file.write(_UNKNOWN_SIZE_8)
+    return True
+
+
+def _state_duration(path: Path, seconds: float) -> None:
+    """Write a WebM file's duration into its header (players show and seek by it)."""
+    with path.open("r+b") as file:
+        head = file.read(64 * 1024)
+        patch = webm_duration_patch(head, seconds)
+        if patch is not None:
+            file.seek(patch[0])
+            file.write(patch[1])
+
+
+def media_duration(path: Path, fmt: Format) -> float:
+    """The end of the last packet in a file, in seconds. FFmpeg reads a fragmented MP4's
+    fragment headers when it opens it (skipping the media data); a WebM without a
+    duration in its header is read packet by packet."""
+    end = 0.0
+    with av.open(str(path)) as container:
+        if fmt == "mp4" and container.duration is not None:
+            return float(container.duration) / av.time_base
+        for item in container.demux():
+            if item.pts is None or item.time_base is None:
+                continue
+            end = max(end, float((item.pts + (item.duration or 0)) * item.time_base))
+    return end
+
+
+def _unfinished(sidecar: Path) -> RecordingInfo | None:
+    """The recording a sidecar describes if it is not complete (and names a recording)."""
+    try:
+        info = msgspec.json.decode(sidecar.read_bytes(), type=RecordingInfo)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if info.complete or RECORDING_FILE.match(info.file) is None:
+        return None
+    return info
 
 
 def _size(path: Path) -> int:
@@ -331,7 +580,73 @@ class RecordingManager(FeedRooms[Recording]):
                 deleted += 1
         return deleted
 
+    def recover(self) -> list[RecordingInfo]:
+        """Finalise every recording a crash left unfinished (blocking; run in a thread).
+
+        A file being written by a live process (this node's or another's) is left
+        alone; an unfinished one is cut after its last complete fragment and its
+        sidecar completed. A file in which nothing whole was written is deleted
+        with its sidecar. Returns the recordings finalised."""
+        done: list[RecordingInfo] = []
+        if not self.root.is_dir():
+            return done
+        live = {(r.room, r.stream) for r in self._live.values() if not r.feed.done}
+        for sidecar in sorted(self.root.glob("*/*.json")):
+            info = _unfinished(sidecar)
+            if info is None or (info.room, info.stream) in live:
+                continue
+            path = sidecar.with_name(info.file)
+            lock = _try_hold(path) if path.is_file() else None
+            if lock is None:
+                continue  # being written (or recovered) by a live process
+            try:
+                info = _unfinished(sidecar)  # unless another node just finalised it
+                recovered = self._recover_one(path, info) if info is not None else None
+            finally:
+                os.close(lock)
+            if recovered is not None:
+                done.append(recovered)
+        return done
+
+    async def recover_forever(self) -> None:
+        """Finalise what crashes leave unfinished every ``recover_interval`` (the first
+        pass runs at start, in ``lifecycle``): a node that shares its data directory
+        with one that died finalises that one's recordings without a restart."""
+        while True:
+            await asyncio.sleep(self.config.recover_interval)
+            await asyncio.to_thread(self.recover)
+
+    def _recover_one(self, path: Path, info: RecordingInfo) -> RecordingInfo | None:
+        try:
+            playable = cut_unfinished(path, info.format)
+            duration = media_duration(path, info.format) if playable else 0.0
+            if playable and info.format == "webm":
+                _state_duration(path, duration)
+        except (OSError, av.error.FFmpegError) as exc:
+            log.warning("recording %s/%s: cannot recover (%s)", info.room, info.file, exc)
+            return None
+        if not playable:
+            log.warning("recording %s/%s: nothing whole was written; deleted", info.room, info.file)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            path.with_suffix(".json").unlink(missing_ok=True)
+            return None
+        info = msgspec.structs.replace(
+            info, duration=duration, size=_size(path), complete=True, recovered=True
+        )
+        _save(path, info)
+        log.info(
+            "recording %s/%s recovered after a crash: %.1f s, %d bytes",
+            info.room,
+            info.file,
+            info.duration,
+            info.size,
+        )
+        return info
+
     async def lifecycle(self, app: object) -> AsyncIterator[None]:
-        """aiohttp cleanup context: every recording finalised at shutdown."""
+        """aiohttp cleanup context: recordings a crash left unfinished are finalised at
+        start, and every recording is finalised at shutdown."""
+        await asyncio.to_thread(self.recover)
         yield
         await self._finish_all()

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from livehub.media.assembly import AssemblyConfig
+
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, ...] = ("audio", "video")
 
@@ -64,6 +66,8 @@ class RelayConfig:
     max_lag: float = 1.5  # seconds a queued frame may wait before the viewer resyncs
     keyframe_min_interval: float = 0.25  # never ask the publisher more often
     keyframe_retry: float = 1.0  # re-ask when an asked-for keyframe has not come
+    # putting the publisher's video frames together from RTP packets (whole frames only)
+    assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
 
 
 class KeyframeRequests:
@@ -334,8 +338,11 @@ class RoomRelay:
         self.keyframes.retarget(_not_connected)
 
     def publish(self, frame: EncodedFrame) -> None:
-        """Take one frame from the publisher (called on the event loop, never blocks)."""
-        if not self._publishing:
+        """Take one frame from the publisher (called on the event loop, never blocks).
+
+        Frames come whole (``assembly.FrameAssembler``); one with no bytes is
+        not a frame (a decoder or muxer would get a 0-byte sample) and is dropped."""
+        if not self._publishing or not frame.data:
             return
         now = self._clock()
         self.frames_in += 1

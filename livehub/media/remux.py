@@ -254,14 +254,50 @@ def add_opus_stream(out: OutputContainer) -> Stream:
     return stream
 
 
-def packet(data: bytes, stream: Stream, pts: int, kind: Kind, keyframe: bool) -> av.Packet[Stream]:
-    """A packet of the publisher's bytes, unchanged, at ``pts`` in the kind's RTP clock."""
+def packet(
+    data: bytes, stream: Stream, pts: int, kind: Kind, keyframe: bool, duration: int
+) -> av.Packet[Stream]:
+    """A packet of the publisher's bytes, unchanged, at ``pts`` in the kind's RTP clock,
+    lasting ``duration`` (until the next frame of its kind)."""
     out = av.Packet(data)
     out.stream = stream
     out.pts = out.dts = pts
+    out.duration = duration
     out.time_base = TIME_BASES[kind]
     out.is_keyframe = keyframe
     return out
+
+
+class Durations:
+    """Holds back each kind's latest frame until the next one comes, to give it its
+    true duration: the distance to that next frame.
+
+    A fragmented MP4 muxer otherwise guesses the duration of a fragment's last
+    sample, and with only one sample in a fragment (two keyframes in a row, as
+    after a loss) it guesses 0: the next fragment then starts at the same time
+    and a player reads two frames with one timestamp. Across a gap (frames
+    dropped after a loss) the guess is wrong as well. The last frame, at the
+    end, lasts as long as the step before it (at most 0.1 s).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[Kind, Timed] = {}
+        self.step: dict[Kind, int] = {"audio": OPUS_FRAME, "video": 3000}
+
+    def push(self, timed: Timed) -> tuple[Timed, int] | None:
+        """Hold ``timed``; returns the frame it ends, with that frame's duration."""
+        previous = self._held.get(timed.kind)
+        self._held[timed.kind] = timed
+        if previous is None:
+            return None
+        duration = timed.pts - previous.pts  # > 0: the timeline only goes forward
+        self.step[timed.kind] = min(duration, RATES[timed.kind] // 10)
+        return previous, duration
+
+    def rest(self) -> list[tuple[Timed, int]]:
+        """The frames still held (at the end), each lasting its kind's last step."""
+        held, self._held = self._held, {}
+        return [(timed, self.step[kind]) for kind, timed in held.items()]
 
 
 # one timeline for audio and video
@@ -416,6 +452,10 @@ class RelayFeed:
             self._ask_keyframe(frame)
         timed = self.timeline.place(frame, self._clock(), self._wall())
         if timed is None:
+            if frame.kind == "video" and self.timeline.origin is not None:
+                # a frame later ones refer to is not in the file: go on at a keyframe
+                self._resync = True
+                self.relay.request_keyframe()
             return
         if len(self._backlog) >= self.config.max_backlog:
             # The worker fell behind (a stalled disk): start again at a keyframe.

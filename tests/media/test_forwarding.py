@@ -47,6 +47,7 @@ from livehub.media.forwarding import (
     Packer,
     SendLoop,
     SocketPath,
+    WholeFrames,
     check_version,
     forward_receiver,
     forward_sender,
@@ -57,6 +58,7 @@ from livehub.media.forwarding import (
     rtp_packet,
     send_loop_of,
     vp8_keyframe,
+    whole_frames_of,
 )
 from livehub.media.relay import EncodedFrame, RoomRelay
 
@@ -124,8 +126,11 @@ async def test_fresh_receivers_and_senders_have_the_private_state_we_replace() -
         assert sender._RTCRtpSender__encoder is None
         for name in forwarding._SENDER_STATE.values():
             assert hasattr(sender, name), name
+        assert isinstance(receiver._RTCRtpReceiver__codecs, dict)
+        assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer")
         forward_receiver(receiver, "video", lambda frame: None)
         assert is_forwarding(receiver)
+        assert isinstance(whole_frames_of(receiver), WholeFrames)
         with pytest.raises(ForwardingUnsupported):
             forward_sender(sender, "video/H264", lambda: None, lambda: None)  # encoder set twice
             forward_sender(sender, "video/H264", lambda: None, lambda: None)
@@ -147,11 +152,23 @@ async def test_fresh_receivers_and_senders_have_the_private_state_we_replace() -
         (rtcrtpreceiver.decoder_worker, ["task = input_q.get()", "codec, encoded_frame = task"]),
         (
             RTCRtpReceiver.receive,
-            ["target=decoder_worker", "self.__decoder_queue,", "if not self.__started:"],
+            [
+                "target=decoder_worker",
+                "self.__decoder_queue,",
+                "if not self.__started:",
+                # WholeFrames keeps the receiver's codec table: filled in place, not replaced
+                "self.__codecs[codec.payloadType] = codec",
+            ],
         ),
         (
             RTCRtpReceiver._handle_rtp_packet,
             [
+                # WholeFrames stands in for the video jitter buffer
+                "packet._data = depayload(codec, packet.payload)",
+                "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)",
+                "if pli_flag:",
+                "await self._send_rtcp_pli(packet.ssrc)",
+                "if encoded_frame is not None and self.__decoder_thread:",
                 "self.__timestamp_mapper.map(",
                 "self.__decoder_queue.put((codec, encoded_frame))",
             ],

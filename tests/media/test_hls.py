@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import math
 import re
-import struct
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,18 @@ from typing import Any
 
 import av
 import pytest
-from publishing import MEDIA_TIMING, codecs, decodes_cleanly, ffprobe, publish, unpublish, until
+from publishing import (
+    MEDIA_TIMING,
+    codecs,
+    decodes_cleanly,
+    encoded_h264,
+    encoded_opus,
+    ffprobe,
+    interleaved,
+    publish,
+    unpublish,
+    until,
+)
 from support import Server, make_settings, start_server, stop_server
 
 from livehub.media.hls import HlsConfig, HlsPackager, HlsSink
@@ -178,37 +187,6 @@ async def test_hls_names_cannot_leave_the_room_directory(hls_server: Server) -> 
 # offline: the sinks remux, they do not encode
 
 
-def _h264(count: int) -> list[tuple[int, bytes, bool]]:
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
-    encoder.time_base = fractions.Fraction(1, 30)
-    encoder.options = {"tune": "zerolatency", "keyint": "30"}
-    encoder.profile = "Baseline"
-    out = []
-    for i in range(count):
-        frame = av.VideoFrame(320, 240, "yuv420p")
-        for n, plane in enumerate(frame.planes):
-            plane.update(bytes([(i * 7 + n * 50) % 256]) * (plane.line_size * plane.height))
-        frame.pts = i
-        for packet in encoder.encode(frame):
-            out.append((i * 3000, bytes(packet), packet.is_keyframe))
-    return out
-
-
-def _opus(count: int) -> list[bytes]:
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
-    encoder.time_base = fractions.Fraction(1, 48000)
-    out = []
-    for i in range(count):
-        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
-        tone = (int(6000 * math.sin(2 * math.pi * 440 * (i * 960 + k) / 48000)) for k in range(960))
-        frame.planes[0].update(b"".join(struct.pack("<hh", v, v) for v in tone))
-        frame.sample_rate, frame.pts = 48000, i * 960
-        out.extend(bytes(p) for p in encoder.encode(frame))
-    return out
-
-
 def _slices(avcc: bytes) -> list[bytes]:
     """The slice NAL units (types 1 and 5) of a length-prefixed (MP4) sample."""
     units, pos = [], 0
@@ -226,8 +204,8 @@ def _video_samples(target: str) -> list[bytes]:
 
 
 def test_the_sinks_write_the_publishers_video_bytes_unchanged(tmp_path: Path) -> None:
-    video = _h264(150)  # 5 s
-    audio = _opus(250)
+    video = encoded_h264(150)  # 5 s
+    audio = encoded_opus(250)
     frames: list[Timed] = []
     a = 0
     for ts, data, key in video:
@@ -299,3 +277,39 @@ async def test_a_vanished_publisher_ends_the_playlist_after_the_grace_period(
     await until(lambda: live.feed.done, grace + 8, "the end")
     await asyncio.sleep(0)
     assert live.sink.playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+
+
+def _video_dts(target: str) -> list[int]:
+    """The video packets' decode times, in the 90 kHz clock, from the first one's."""
+    with av.open(target) as container:
+        stream = container.streams.video[0]
+        times = [
+            round(float(p.dts * p.time_base) * 90000)
+            for p in container.demux(stream)
+            if p.size and p.dts is not None
+        ]
+    return [t - times[0] for t in times]
+
+
+def test_after_a_loss_each_frame_keeps_its_own_time_in_the_recording_and_in_hls(
+    tmp_path: Path,
+) -> None:
+    """Frames dropped after a loss leave a gap, and the keyframe asked for can come
+    right after another one (two keyframes in a row, a fragment of one sample): every
+    frame must still come out at its own time, none two at one time."""
+    video = encoded_h264(150, keyframes={60, 61, 62, 100})
+    kept = [v for v in video if not 40 <= v[0] // 3000 < 60]  # dropped up to a keyframe
+    assert kept[40][2] and kept[41][2] and kept[42][2]
+    frames = interleaved(kept, encoded_opus(250))
+    info = RecordingInfo("r", "s_1", "s_1.mp4", "mp4", "video/H264", "audio/opus")
+    recording = RecordingSink(tmp_path / "s_1.mp4", info, RecordingConfig(), lambda: 1.0)
+    hls = HlsSink(tmp_path / "hls", "s_1-x", "video/H264", "audio/opus", HlsConfig(list_size=0))
+    for start in range(0, len(frames), 7):
+        recording.write(frames[start : start + 7])
+        hls.write(frames[start : start + 7])
+    recording.close()
+    hls.close()
+    sent = [ts - kept[0][0] for ts, _, _ in kept]
+    assert _video_dts(str(recording.path)) == sent
+    assert _video_dts(str(hls.playlist)) == sent
+    assert abs(recording.info.duration - 5.0) < 0.05

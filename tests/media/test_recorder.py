@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from publishing import (
     MEDIA_TIMING,
@@ -22,14 +25,24 @@ from publishing import (
     W,
     codecs,
     decodes_cleanly,
+    encoded_h264,
+    encoded_opus,
+    encoded_vp8,
     ffprobe,
+    interleaved,
     publish,
     unpublish,
     until,
 )
 from support import Server, make_settings, start_server, stop_server
 
-from livehub.media.recorder import RecordingManager
+from livehub.media.recorder import (
+    Format,
+    RecordingConfig,
+    RecordingInfo,
+    RecordingManager,
+    RecordingSink,
+)
 from livehub.media.remux import nal_units
 from livehub.signaling.hls_api import RECORDINGS
 
@@ -271,3 +284,135 @@ async def test_old_recordings_are_purged_and_a_live_one_is_kept(media_server: Se
     assert await manager.purge_older_than(time.time() - 86400) == 0
     await unpublish(media_server, live_publisher, now_host)
     assert manager.info(now_id, live.stream) is not None  # finished just now: not old
+
+
+# crash recovery, offline: the state a kill -9 leaves, made by copying a file mid-write
+
+
+def _complaints(path: Path) -> str:
+    """What FFmpeg says decoding every frame of ``path`` ('' when it decodes cleanly)."""
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stderr.strip() or ("" if done.returncode == 0 else f"exit {done.returncode}")
+
+
+def _probed_duration(path: Path) -> float:
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return float(done.stdout)
+
+
+def _sink(root: Path, fmt: Format, stream: str = "s_1") -> RecordingSink:
+    mime = "video/H264" if fmt == "mp4" else "video/VP8"
+    info = RecordingInfo("r", stream, f"{stream}.{fmt}", fmt, mime, "audio/opus")
+    return RecordingSink(root / "r" / info.file, info, RecordingConfig(), lambda: 1.0)
+
+
+def _frames(fmt: Format, seconds: int) -> list[Any]:
+    video = (encoded_h264 if fmt == "mp4" else encoded_vp8)(30 * seconds)
+    return interleaved(video, encoded_opus(50 * seconds))
+
+
+def _crashed(root: Path, fmt: Format, fraction: float) -> Path:
+    """A recording as a kill -9 leaves it: on disk the fragments written by ``fraction``
+    of 6 s and half of the next one (killed mid-write), its sidecar still saying the
+    recording is not complete."""
+    frames = _frames(fmt, 6)
+    sink = _sink(root.parent / "writing", fmt)
+    stop = int(len(frames) * fraction)
+    sink.write(frames[:stop])
+    whole = sink.path.stat().st_size
+    for frame in frames[stop:]:
+        sink.write([frame])
+        if sink.path.stat().st_size > whole:
+            break
+    written = sink.path.read_bytes()
+    assert len(written) > whole, "another fragment was written"
+    (root / "r").mkdir(parents=True)
+    path = root / "r" / f"s_1.{fmt}"
+    path.write_bytes(written[: whole + (len(written) - whole) // 2])
+    shutil.copy(sink.path.with_suffix(".json"), path.with_suffix(".json"))
+    sink.close()
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+@pytest.mark.parametrize("fraction", [0.3, 0.6])
+def test_a_recording_a_crash_left_unfinished_is_cut_at_its_last_fragment_and_finalised(
+    tmp_path: Path, fmt: Format, fraction: float
+) -> None:
+    root = tmp_path / "recordings"
+    path = _crashed(root, fmt, fraction)
+    before = msgspec.json.decode(path.with_suffix(".json").read_bytes(), type=RecordingInfo)
+    assert not before.complete and before.duration == 0
+    assert _complaints(path) != "", "as the crash left it, the file does not play to its end"
+
+    manager = RecordingManager(root)
+    done = manager.recover()
+    assert [(i.room, i.stream) for i in done] == [("r", "s_1")]
+    info = manager.info("r", "s_1")
+    assert info is not None and info.complete and info.recovered
+    assert info.size == path.stat().st_size > 0
+    assert _complaints(path) == ""
+    assert abs(_probed_duration(path) - info.duration) < 0.1
+    assert 6 * fraction - 2.5 < info.duration <= 6 * fraction + 0.1  # at most a fragment lost
+    assert info.public()["recovered"] is True and info.public()["complete"] is True
+    assert manager.recover() == [], "finalised once"
+
+
+def test_a_recording_still_being_written_is_not_touched_and_an_empty_one_is_removed(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "recordings"
+    frames = _frames("mp4", 3)
+    # another process (another node on the same data directory) is writing this one
+    live = _sink(root, "mp4", "s_live")
+    live.write(frames[: len(frames) // 2])
+    # this one died before anything whole reached the disk
+    empty = _sink(root, "mp4", "s_empty")
+    empty.write(frames[:20])
+    empty.path.write_bytes(empty.path.read_bytes()[:40])
+    empty._release()  # its process is gone: nobody holds the file
+    size = live.path.stat().st_size
+
+    manager = RecordingManager(root)
+    assert manager.recover() == []
+    assert live.path.stat().st_size == size and live.path.with_suffix(".json").exists()
+    info = manager.info("r", "s_live")
+    assert info is not None and not info.complete and not info.recovered
+    assert not empty.path.exists() and not empty.path.with_suffix(".json").exists()
+    assert manager.info("r", "s_empty") is None
+
+    live.write(frames[len(frames) // 2 :])
+    live.close()
+    finished = manager.info("r", "s_live")
+    assert finished is not None and finished.complete and not finished.recovered
+    assert manager.recover() == [] and _complaints(live.path) == ""
+
+
+async def test_a_running_node_finalises_what_another_nodes_crash_left(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    manager = RecordingManager(root, RecordingConfig(recover_interval=0.05))
+    loop = asyncio.create_task(manager.recover_forever())
+    try:
+        # another node on the same data directory died mid-recording, after this one started
+        path = await asyncio.to_thread(_crashed, root, "mp4", 0.5)
+
+        def finalised() -> bool:
+            info = manager.info("r", "s_1")
+            return info is not None and info.recovered
+
+        await until(finalised, 10, "the recording to be finalised")
+    finally:
+        loop.cancel()
+    assert _complaints(path) == ""

@@ -284,3 +284,15 @@ def test_a_frame_a_little_back_is_not_taken_for_a_whole_wrap_forward() -> None:
     for n, timestamp in enumerate([9000, 12000, 10500, 15000]):
         relay.publish(EncodedFrame("video", n.to_bytes(4, "big"), timestamp, n == 0))
     assert [f.timestamp for f in drain(relay, "v")] == [9000, 12000, 10500, 15000]
+
+
+def test_a_frame_without_bytes_is_never_handed_on() -> None:
+    relay, pub, _ = make()
+    relay.add_viewer("v", ("video", "audio"))
+    relay.publish(pub.video(key=True))
+    relay.publish(EncodedFrame("video", b"", 99 * 3000, False))
+    relay.publish(EncodedFrame("audio", b"", 99 * 960, True))
+    relay.publish(pub.video())
+    assert [number(f) for f in drain(relay, "v")] == [1, 2]
+    assert drain(relay, "v", "audio") == []
+    assert relay.frames_in == 2

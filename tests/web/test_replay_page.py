@@ -19,6 +19,7 @@ from support import Server
 
 from livehub.media.recorder import RecordingConfig, RecordingInfo, RecordingSink
 from livehub.media.remux import Timed
+from livehub.signaling.hls_api import RECORDINGS
 
 if TYPE_CHECKING:  # the fixture's class; not imported at run time (two conftest modules)
     from conftest import Web
@@ -27,7 +28,11 @@ WAIT_MS = 10_000
 SECONDS = 6
 
 
-def write_recording(server: Server, room: str, stream: str, started_at: float) -> None:
+def write_recording(
+    server: Server, room: str, stream: str, started_at: float, crash_at: float | None = None
+) -> None:
+    """The stream's recording, or with ``crash_at`` (a fraction) the file a server
+    killed at that point left: its fragments so far and half of the next one."""
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
     encoder.time_base = fractions.Fraction(1, 30)
@@ -43,8 +48,21 @@ def write_recording(server: Server, room: str, stream: str, started_at: float) -
     path = server.settings.data_dir / "recordings" / room / f"{stream}.mp4"
     info = RecordingInfo(room, stream, path.name, "mp4", "video/H264", None)
     sink = RecordingSink(path, info, RecordingConfig(), lambda: started_at)
-    sink.write(frames)
+    if crash_at is None:
+        sink.write(frames)
+        sink.close()
+        return
+    stop = int(len(frames) * crash_at)
+    sink.write(frames[:stop])
+    whole = path.stat().st_size
+    for frame in frames[stop:]:
+        sink.write([frame])
+        if path.stat().st_size > whole:
+            break
+    written, sidecar = path.read_bytes(), path.with_suffix(".json").read_bytes()
     sink.close()
+    path.write_bytes(written[: whole + (len(written) - whole) // 2])
+    path.with_suffix(".json").write_bytes(sidecar)
 
 
 async def test_replay_plays_the_recording_with_danmaku_that_follow_seeks(web: Web) -> None:
@@ -128,3 +146,38 @@ async def test_replay_without_a_recording_says_so(web: Web) -> None:
     )
     assert body["code"] == "stream_not_found"
     await web.check_clean(allow_console=("404",))
+
+
+async def test_a_recording_recovered_after_a_crash_plays_to_its_end(web: Web) -> None:
+    server = web.server
+    made = await server.create_room()
+    room, host = made["room"]["id"], made["host_token"]
+    status, stream = await server.api("POST", f"/api/rooms/{room}/streams", token=host)
+    assert status == 201, stream
+    await server.api("DELETE", f"/api/rooms/{room}/streams/current", token=host)
+    write_recording(server, room, stream["id"], stream["started_at"], crash_at=0.6)
+    recordings = server.app[RECORDINGS]
+    assert [info.stream for info in recordings.recover()] == [stream["id"]]
+    info = recordings.info(room, stream["id"])
+    assert info is not None and info.recovered and 2.0 < info.duration < SECONDS * 0.6 + 0.1
+
+    page = await web.page("replay-recovered")
+    await page.goto(web.url(f"/replay/{room}/{stream['id']}"))
+    await page.wait_for_function(
+        "() => document.getElementById('video').readyState >= 2", timeout=WAIT_MS
+    )
+    await page.evaluate(
+        "(() => { const v = document.getElementById('video'); v.muted = true;"
+        " v.playbackRate = 4; return v.play(); })()"
+    )
+    await page.wait_for_function(
+        "() => document.getElementById('video').ended", timeout=WAIT_MS, polling=100
+    )
+    played = await page.evaluate(
+        "(() => { const v = document.getElementById('video');"
+        " return {error: v.error && v.error.code, time: v.currentTime, duration: v.duration}; })()"
+    )
+    assert played["error"] is None, played
+    assert abs(played["time"] - info.duration) < 0.2, (played, info.duration)
+    assert abs(played["duration"] - info.duration) < 0.2, (played, info.duration)
+    await web.check_clean()
