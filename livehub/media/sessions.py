@@ -223,7 +223,13 @@ class MediaSessions:
                 transceiver = pc.addTransceiver(section.kind, direction="recvonly")
                 transceiver.setCodecPreferences(list(choices[section.kind].preferences))
                 sink = self._sink(session, relay)
-                forwarding.forward_receiver(transceiver.receiver, section.kind, sink)
+                forwarding.forward_receiver(
+                    transceiver.receiver,
+                    section.kind,
+                    sink,
+                    self.config.relay,
+                    relay.request_keyframe,
+                )
                 if section.kind == "video":
                     session.keyframes = forwarding.KeyframeAsker(transceiver.receiver)
             await self._negotiate(session)
