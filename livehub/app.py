@@ -108,7 +108,9 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
     )
     rooms = RoomService(repo, store, log, defaults)
     counters = Counters(store)
-    moderation = Moderation(store, log, rooms, repo, counters)
+    moderation = Moderation(
+        store, log, rooms, repo, counters, rule_budget=settings.rule_budget_ms / 1000
+    )
     await moderation.restore_mutes()
     services = Services(
         settings=settings,
