@@ -4,8 +4,9 @@ Word rules match on normalised forms, so spacing, punctuation, zero-width
 characters, case, full-width letters, look-alike letters from other scripts,
 small capitals, regional indicator letters, common leetspeak and Traditional
 versus Simplified Chinese do not evade them. Regex rules run case-insensitively
-on the :func:`~livehub.interactions.normalise.skeleton` of the text (and on its
-plain casefolded form, so regexes written in non-Latin scripts still match).
+on the :func:`~livehub.interactions.normalise.skeleton` of the text, on it with
+leetspeak folded, and on its plain casefolded form (so regexes written in
+non-Latin scripts still match); Chinese in patterns is folded as in texts.
 
 Every rule has a time bound:
 
@@ -245,12 +246,12 @@ class _Meter:
 class _TextForms:
     """The forms of one message that rules look at, each computed at most once."""
 
-    __slots__ = ("_plain", "_skeleton", "_text", "_words")
+    __slots__ = ("_regex_forms", "_skeleton", "_text", "_words")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._skeleton = skeleton(text)
-        self._plain: str | None = None
+        self._regex_forms: tuple[str, ...] | None = None
         self._words: str | None = None
 
     def first_word(self, words: tuple[tuple[str, Rule], ...]) -> Rule | None:
@@ -262,10 +263,7 @@ class _TextForms:
     def first_regex(self, regexes: tuple[tuple[Regex, Rule], ...], meter: _Meter) -> Rule | None:
         if not regexes:
             return None
-        forms = [self._skeleton]
-        if self.plain != self._skeleton:
-            forms.append(self.plain)
-        for form in forms:
+        for form in self.regex_forms:
             for regex, rule in regexes:
                 if meter.search(regex, rule, form):
                     return rule
@@ -284,9 +282,12 @@ class _TextForms:
         return self._words
 
     @property
-    def plain(self) -> str:
-        """Clean and casefolded but with every letter kept, for non-Latin regexes;
-        Chinese folded to Simplified, as the patterns are."""
-        if self._plain is None:
-            self._plain = fold_chinese(clean_text(self._text).casefold())
-        return self._plain
+    def regex_forms(self) -> tuple[str, ...]:
+        """The skeleton, then (where they differ from it) the skeleton with leetspeak
+        folded, and the clean casefolded text with every letter kept (for non-Latin
+        regexes), Chinese folded to Simplified as the patterns are."""
+        if self._regex_forms is None:
+            plain = fold_chinese(clean_text(self._text).casefold())
+            forms = dict.fromkeys((self._skeleton, deleet(self._skeleton), plain))
+            self._regex_forms = tuple(forms)
+        return self._regex_forms
