@@ -157,6 +157,13 @@ def skeleton(text: str) -> str:
     return fold_chinese(unicodedata.normalize("NFC", bare))
 
 
+def prepare() -> None:
+    """Build the matching tables now (a few tenths of a second), not on the first
+    message that needs them."""
+    _homoglyphs()
+    _traditional_to_simplified()
+
+
 def fold_chinese(text: str) -> str:
     """Traditional (and Hong Kong and Taiwan variant) Chinese characters folded onto
     Simplified ones, character by character: "禁詞" → "禁词"; Simplified text and
@@ -234,10 +241,11 @@ def _homoglyphs() -> Mapping[int, str]:
         if target == "l" and unicodedata.category(char) != "Ll":
             target = "i"
         table[ord(char)] = target
-    for code in range(0x80, 0x20000):
-        small_capital = _SMALL_CAPITAL.match(unicodedata.name(chr(code), ""))
-        if small_capital is not None:
-            table.setdefault(code, small_capital.group(1).lower())
+    for low, high in _SMALL_CAPITAL_BLOCKS:
+        for code in range(low, high + 1):
+            small_capital = _SMALL_CAPITAL.match(unicodedata.name(chr(code), ""))
+            if small_capital is not None:
+                table.setdefault(code, small_capital.group(1).lower())
     for code in range(0x0400, 0x0530):  # Cyrillic and its supplement
         char = chr(code)
         capital = char.upper()
@@ -253,6 +261,14 @@ def _homoglyphs() -> Mapping[int, str]:
 
 
 _SMALL_CAPITAL: Final = re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])\Z")
+# Where Unicode has small capitals: IPA Extensions, Phonetic Extensions, Latin
+# Extended-D, Latin Extended-F.
+_SMALL_CAPITAL_BLOCKS: Final = (
+    (0x0250, 0x02AF),
+    (0x1D00, 0x1D7F),
+    (0xA720, 0xA7FF),
+    (0x10780, 0x107BF),
+)
 _GREEK_SMALL_CAPITALS: Final = {"τ": "t", "ε": "e"}
 _REGIONAL_A: Final = 0x1F1E6  # REGIONAL INDICATOR SYMBOL LETTER A
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from livehub import settings
 from livehub.errors import ProtocolError
 from livehub.interactions.moderation import Moderation
 from livehub.interactions.rules import (
     ALLOW,
+    DEFAULT_BUDGET_SECONDS,
     RuleChain,
     Verdict,
     validate_rule,
@@ -359,3 +361,11 @@ async def test_moderation_disables_a_slow_rule_once_and_tells_listeners(domain: 
     assert events[0].data["budget_ms"] == 20.0
     # The current room's chain runs without it, within the budget.
     assert await moderation.apply_rules(current, ANN, "hello") is False
+
+
+def test_the_budget_setting() -> None:
+    assert settings.load(env={}).rule_budget_ms == DEFAULT_BUDGET_SECONDS * 1000
+    assert settings.load(env={"LIVEHUB_RULE_BUDGET_MS": "5.5"}).rule_budget_ms == 5.5
+    for bad in ("0", "-1", "10001", "fast"):
+        with pytest.raises(ValueError, match="RULE_BUDGET_MS"):
+            settings.load(env={"LIVEHUB_RULE_BUDGET_MS": bad})
