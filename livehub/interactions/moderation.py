@@ -48,6 +48,14 @@ def _held_key(room: str) -> str:
     return f"held:{room}"
 
 
+def _rule_off_key(room: str, rule_id: str) -> str:
+    """Claimed by the one node that disables a slow rule (rule ids are never reused)."""
+    return f"ruleoff:{room}:{rule_id}"
+
+
+RULE_OFF_CLAIM_SECONDS = 60  # a node that failed midway leaves it to another after this
+
+
 class Moderation:
     def __init__(
         self,
@@ -72,7 +80,6 @@ class Moderation:
         self._rule_budget = rule_budget
         self._rule_clock = rule_clock
         self._rule_listeners: list[RuleListener] = []
-        self._disabling: set[tuple[str, str]] = set()
 
     def on_rule_disabled(self, listener: RuleListener) -> None:
         """Call ``listener(room, rule)`` after a rule of a room is disabled for being slow."""
@@ -136,37 +143,34 @@ class Moderation:
         return chain
 
     async def _disable_rule(self, room: Room, slow: Rule) -> None:
-        """Disable ``slow`` in the room's current rules, once, and tell the listeners."""
-        key = (room.id, slow.id)
-        if key in self._disabling:
+        """Disable ``slow`` in the room's current rules and tell the listeners: once,
+        by the one node (and task) that claims it, however many ran past the budget."""
+        claim = _rule_off_key(room.id, slow.id)
+        if not await self._store.set_if_absent(claim, AUTOMOD, RULE_OFF_CLAIM_SECONDS):
             return
-        self._disabling.add(key)
-        try:
-            current = await self._rooms.get(room.id)
-            rule = next((r for r in current.rules if r.id == slow.id), None)
-            if rule is None or rule.disabled:
-                return
-            disabled = msgspec.structs.replace(rule, disabled=True)
-            rules = tuple(disabled if r.id == rule.id else r for r in current.rules)
-            updated = await self._rooms.set_rules(current, rules, AUTOMOD)
-            budget_ms = round(self._rule_budget * 1000, 3)
-            await self._record(
-                updated,
-                AUTOMOD,
-                "mod.rule_disabled",
-                {**msgspec.to_builtins(disabled), "reason": "slow", "budget_ms": budget_ms},
-            )
-            log.warning(
-                "mod.rule_disabled room=%s rule=%s kind=%s: over the %s ms matching budget",
-                room.id,
-                rule.id,
-                rule.kind,
-                budget_ms,
-            )
-            for listener in self._rule_listeners:
-                await listener(updated, disabled)
-        finally:
-            self._disabling.discard(key)
+        current = await self._rooms.get(room.id)
+        rule = next((r for r in current.rules if r.id == slow.id), None)
+        if rule is None or rule.disabled:
+            return
+        disabled = msgspec.structs.replace(rule, disabled=True)
+        rules = tuple(disabled if r.id == rule.id else r for r in current.rules)
+        updated = await self._rooms.set_rules(current, rules, AUTOMOD)
+        budget_ms = round(self._rule_budget * 1000, 3)
+        await self._record(
+            updated,
+            AUTOMOD,
+            "mod.rule_disabled",
+            {**msgspec.to_builtins(disabled), "reason": "slow", "budget_ms": budget_ms},
+        )
+        log.warning(
+            "mod.rule_disabled room=%s rule=%s kind=%s: over the %s ms matching budget",
+            room.id,
+            rule.id,
+            rule.kind,
+            budget_ms,
+        )
+        for listener in self._rule_listeners:
+            await listener(updated, disabled)
 
     # -- actions -----------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
@@ -16,7 +18,7 @@ from livehub.interactions.rules import (
 )
 from livehub.rooms.models import Room, Rule
 
-from .domain import ANN, Domain
+from .domain import ANN, BOB, Domain
 
 
 def word(pattern: str, action: str = "block", rule_id: str = "") -> Rule:
@@ -369,3 +371,34 @@ def test_the_budget_setting() -> None:
     for bad in ("0", "-1", "10001", "fast"):
         with pytest.raises(ValueError, match="RULE_BUDGET_MS"):
             settings.load(env={"LIVEHUB_RULE_BUDGET_MS": bad})
+
+
+async def test_two_nodes_that_find_a_rule_slow_at_once_report_it_once(domain: Domain) -> None:
+    room = await domain.rooms.create("Rules", room_id="r1")
+    slow = regex("nope", rule_id="slow")
+    room = await domain.rooms.set_rules(room, (slow,), "v_mod")
+    told: list[str] = []
+
+    async def listener(room: Room, rule: Rule) -> None:
+        told.append(rule.id)
+
+    nodes = []
+    for _ in range(2):  # two nodes on one store and one log
+        node = Moderation(
+            domain.store,
+            domain.log,
+            domain.rooms,
+            domain.repo,
+            domain.counters,
+            domain.clock,
+            rule_budget=0.02,
+            rule_clock=Costs(*[0.05] * 4),
+        )
+        node.on_rule_disabled(listener)
+        nodes.append(node)
+    checks = [node.apply_rules(room, who, "hi") for node in nodes for who in (ANN, BOB)]
+    held = await asyncio.gather(*checks)
+    assert held == [True] * 4
+    assert told == ["slow"]
+    assert len(await domain.log.by_kinds("r1", ("mod.rule_disabled",))) == 1
+    assert [r.disabled for r in (await domain.rooms.get("r1")).rules] == [True]
