@@ -98,7 +98,7 @@ def test_a_redos_pattern_is_refused_or_linear(pattern: str) -> None:
         # 4x the text: linear is 4x the time, anything worse 16x and up.
         short, long = attack(10_000), attack(40_000)
         best_time(chain, short, runs=1)
-        ratio_bound = 10 * best_time(chain, short) + 0.005
+        ratio_bound = 10 * best_time(chain, short) + 0.01
         assert best_time(chain, long) <= ratio_bound, (pattern, attack(20))
 
 
