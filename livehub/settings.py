@@ -130,7 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rule-budget-ms",
         type=float,
         help="CPU time a room's moderation rules may take on one message; a regex rule"
-        " that runs past it is disabled (LIVEHUB_RULE_BUDGET_MS, default 20)",
+        " that runs past it is disabled (LIVEHUB_RULE_BUDGET_MS, default"
+        f" {DEFAULT_BUDGET_SECONDS * 1000:g})",
     )
     parser.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"])
     parser.add_argument("--no-demo", dest="demo", action="store_const", const=False)
