@@ -4,10 +4,12 @@ and ordinary messages stay allowed."""
 
 from __future__ import annotations
 
+import hypothesis
 import msgspec
 import pytest
+from hypothesis import strategies as st
 
-from livehub.interactions.rules import ALLOW, RuleChain, Verdict
+from livehub.interactions.rules import ALLOW, RuleChain, Verdict, word_key
 from livehub.rooms.models import Rule
 
 
@@ -114,3 +116,28 @@ INNOCENT = [
 )
 def test_an_ordinary_message_is_not_blocked(pattern: str, text: str) -> None:
     assert RuleChain([rule(pattern)]).check(text) == ALLOW
+
+
+# Letters, digits, leetspeak, look-alikes, small capitals, regional indicators, both
+# Chinese scripts, separators and invisible characters.
+ALPHABET = (
+    "abcdeiklmnopstxyzABIKLST013457!|@$"
+    "аеорсхІΙӀ∣ᴀɪʟᴋᴛꜱ𝐤ｋ🇰🇮"
+    "禁词詞台臺湾灣头頭发髮"
+    " .-_\u200b\u200d\u2060"
+)
+
+
+@hypothesis.given(data=st.data())
+@hypothesis.settings(max_examples=300, deadline=None)
+def test_a_word_taken_from_a_message_always_catches_that_message(data: st.DataObject) -> None:
+    """Folding works character by character: whatever a message contains, a word rule
+    made of any part of it that has a letter or digit blocks the message."""
+    text = data.draw(st.text(alphabet=ALPHABET, min_size=1, max_size=40), label="text")
+    start = data.draw(st.integers(0, len(text) - 1), label="start")
+    end = data.draw(st.integers(start + 1, len(text)), label="end")
+    pattern = text[start:end]
+    if not word_key(pattern):
+        return
+    matched = rule(pattern)
+    assert RuleChain([matched]).check(text) == Verdict("block", matched)
