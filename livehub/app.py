@@ -12,6 +12,7 @@ import socketio
 from aiohttp import web
 
 from livehub import keys
+from livehub.interactions import normalise
 from livehub.interactions.batcher import Batcher
 from livehub.interactions.cap_share import CapShares
 from livehub.interactions.chat import ChatService
@@ -113,7 +114,10 @@ async def build_services(settings: Settings) -> tuple[Services, Startup]:
     )
     rooms = RoomService(repo, store, log, defaults)
     counters = Counters(store)
-    moderation = Moderation(store, log, rooms, repo, counters)
+    normalise.prepare()
+    moderation = Moderation(
+        store, log, rooms, repo, counters, rule_budget=settings.rule_budget_ms / 1000
+    )
     await moderation.restore_mutes()
     services = Services(
         settings=settings,

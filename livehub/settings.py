@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from livehub.interactions.rules import DEFAULT_BUDGET_SECONDS
 from livehub.rooms.eventlog import COMMIT_DEADLINE_SECONDS
 from livehub.rooms.redis_store import DEFAULT_POOL_SIZE, DEFAULT_WAIT_SECONDS
 
@@ -36,6 +37,7 @@ class Settings:
     max_danmaku_per_second: int = 30
     max_message_chars: int = 200
     max_frame_bytes: int = 64 * 1024
+    rule_budget_ms: float = DEFAULT_BUDGET_SECONDS * 1000  # rules' CPU time on one message
     token_ttl_seconds: int = 7 * 24 * 3600
     retention_days: int = 0  # keep raw events and reports forever
     sqlite_synchronous: str = "FULL"
@@ -126,6 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="delete raw events and stored reports older than this, 0 = keep forever"
         " (LIVEHUB_RETENTION_DAYS)",
     )
+    parser.add_argument(
+        "--rule-budget-ms",
+        type=float,
+        help="CPU time a room's moderation rules may take on one message; a regex rule"
+        " that runs past it is disabled (LIVEHUB_RULE_BUDGET_MS, default"
+        f" {DEFAULT_BUDGET_SECONDS * 1000:g})",
+    )
     parser.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"])
     parser.add_argument(
         "--commit-deadline-seconds",
@@ -160,6 +169,11 @@ def _coerce(name: str, raw: Any) -> Any:
         if not 0 < seconds <= 60:
             raise ValueError(f"the Redis timeout must be over 0 and at most 60 seconds, not {raw}")
         return seconds
+    if name == "rule_budget_ms":
+        budget = float(raw)
+        if not 0.01 <= budget <= 10_000:
+            raise ValueError(f"the rule budget must be 0.01-10000 ms, not {raw}")
+        return budget
     if name == "turn_ttl":
         return _turn_ttl(raw)
     if name == "commit_deadline_seconds":

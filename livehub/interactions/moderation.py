@@ -1,18 +1,25 @@
 """Moderation: delete, mute, ban, the rule chain, the hold-for-review queue,
 slow mode and pausing chat. Every action is an event in the log with who did it.
+
+A rule that runs past the per-message matching budget (see
+:mod:`livehub.interactions.rules`) is disabled by ``automod``: kept in the room's
+rules with ``disabled: true``, recorded as ``mod.rule_disabled``, logged, and
+passed to every listener given to :meth:`Moderation.on_rule_disabled` (the edge
+tells the room's staff).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from livehub.errors import Forbidden, NotFound, ProtocolError, UserError
 from livehub.interactions.messages import MESSAGE_KINDS, ChatMessage
-from livehub.interactions.rules import RuleChain, validate_rule
+from livehub.interactions.rules import DEFAULT_BUDGET_SECONDS, RuleChain, validate_rule
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.models import Principal, Room, Rule
@@ -21,8 +28,12 @@ from livehub.rooms.repository import RoomRepository
 from livehub.rooms.service import RoomService
 from livehub.rooms.store import StateStore
 
+log = logging.getLogger("livehub.moderation")
+
 AUTOMOD = "automod"
 MAX_RULES = 200
+
+RuleListener = Callable[[Room, Rule], Awaitable[None]]
 
 
 def _mute_key(room: str, viewer_id: str) -> str:
@@ -37,6 +48,14 @@ def _held_key(room: str) -> str:
     return f"held:{room}"
 
 
+def _rule_off_key(room: str, rule_id: str) -> str:
+    """Claimed by the one node that disables a slow rule (rule ids are never reused)."""
+    return f"ruleoff:{room}:{rule_id}"
+
+
+RULE_OFF_CLAIM_SECONDS = 60  # a node that failed midway leaves it to another after this
+
+
 class Moderation:
     def __init__(
         self,
@@ -46,6 +65,9 @@ class Moderation:
         repo: RoomRepository,
         counters: Counters,
         clock: Callable[[], float] = time.time,
+        *,
+        rule_budget: float = DEFAULT_BUDGET_SECONDS,
+        rule_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._store = store
         self._log = log
@@ -55,6 +77,13 @@ class Moderation:
         self._clock = clock
         self._record = Recorder(log, clock)
         self._chains: dict[tuple[str, int], RuleChain] = {}
+        self._rule_budget = rule_budget
+        self._rule_clock = rule_clock
+        self._rule_listeners: list[RuleListener] = []
+
+    def on_rule_disabled(self, listener: RuleListener) -> None:
+        """Call ``listener(room, rule)`` after a rule of a room is disabled for being slow."""
+        self._rule_listeners.append(listener)
 
     # -- checks on every message -------------------------------------------------
 
@@ -69,13 +98,16 @@ class Moderation:
             raise UserError("muted", "You are muted for now.", until=until)
 
     async def apply_rules(self, room: Room, who: Principal, text: str) -> bool:
-        """Run the rule chain; raises for block, mute and ban; True when the text is held."""
+        """Run the rule chain; raises for block, mute and ban; True when the text is held
+        (by a hold rule, or because the rules ran out of time on it)."""
         verdict = self._chain(room).check(text)
+        if verdict.slow is not None:
+            await self._disable_rule(room, verdict.slow)
         rule = verdict.rule
-        if verdict.action == "allow" or rule is None:
-            return False
         if verdict.action == "hold":
             return True
+        if verdict.action == "allow" or rule is None:
+            return False
         await self._record(
             room,
             AUTOMOD,
@@ -107,8 +139,38 @@ class Moderation:
         if chain is None:
             for stale in [k for k in self._chains if k[0] == room.id]:
                 del self._chains[stale]
-            chain = self._chains[key] = RuleChain(room.rules)
+            chain = self._chains[key] = RuleChain(room.rules, self._rule_budget, self._rule_clock)
         return chain
+
+    async def _disable_rule(self, room: Room, slow: Rule) -> None:
+        """Disable ``slow`` in the room's current rules and tell the listeners: once,
+        by the one node (and task) that claims it, however many ran past the budget."""
+        claim = _rule_off_key(room.id, slow.id)
+        if not await self._store.set_if_absent(claim, AUTOMOD, RULE_OFF_CLAIM_SECONDS):
+            return
+        current = await self._rooms.get(room.id)
+        rule = next((r for r in current.rules if r.id == slow.id), None)
+        if rule is None or rule.disabled:
+            return
+        disabled = msgspec.structs.replace(rule, disabled=True)
+        rules = tuple(disabled if r.id == rule.id else r for r in current.rules)
+        updated = await self._rooms.set_rules(current, rules, AUTOMOD)
+        budget_ms = round(self._rule_budget * 1000, 3)
+        await self._record(
+            updated,
+            AUTOMOD,
+            "mod.rule_disabled",
+            {**msgspec.to_builtins(disabled), "reason": "slow", "budget_ms": budget_ms},
+        )
+        log.warning(
+            "mod.rule_disabled room=%s rule=%s kind=%s: over the %s ms matching budget",
+            room.id,
+            rule.id,
+            rule.kind,
+            budget_ms,
+        )
+        for listener in self._rule_listeners:
+            await listener(updated, disabled)
 
     # -- actions -----------------------------------------------------------------
 

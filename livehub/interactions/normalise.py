@@ -5,8 +5,10 @@
   is the renderer's job, so ``<script>`` passes through unchanged.
 * :func:`skeleton` is the form blocked words are matched against: casefolded,
   with look-alike letters from other scripts folded onto ASCII using Unicode's
-  confusables data (via ``confusable_homoglyphs``) and accents on ASCII letters
-  dropped.
+  confusables data (via ``confusable_homoglyphs``), small capitals (``ᴋɪʟʟ``),
+  Cyrillic small letters shaped like small capitals (``т``, ``м``), regional
+  indicator letters (🇰🇮🇱🇱) and accents on ASCII letters dropped, and
+  Traditional Chinese folded onto Simplified (:func:`fold_chinese`).
 * :func:`deleet` folds common leetspeak digits and symbols onto letters.
 * :func:`compact` keeps only letters and digits, so spacing and punctuation
   tricks (``b.a d``) disappear.
@@ -78,7 +80,10 @@ _MARKS_ON_ASCII: Final = re.compile(
 )
 
 _LEET: Final[Mapping[int, str]] = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+    {
+        **{"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"},
+        **{"!": "i", "¡": "i", "|": "i", "@": "a", "$": "s"},
+    }
 )
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")  # \w is str.isalnum() plus "_"
 _ASCII_ALNUM: Final = frozenset(string.ascii_letters + string.digits)
@@ -139,7 +144,8 @@ def clean_name(name: str, max_chars: int = 32) -> str:
 
 
 def skeleton(text: str) -> str:
-    """The matching form: clean, casefolded, homoglyphs and accents folded onto ASCII."""
+    """The matching form: clean, casefolded, homoglyphs and accents folded onto ASCII,
+    Traditional Chinese onto Simplified."""
     cleaned = clean_text(text)
     if cleaned.isascii():
         return cleaned.casefold()
@@ -148,14 +154,78 @@ def skeleton(text: str) -> str:
     # ASCII letter. Decompose so accented look-alikes ("ӓ") reach their base letter.
     folded = unicodedata.normalize("NFD", cleaned.translate(table).casefold())
     bare = _MARKS_ON_ASCII.sub("", folded.translate(table))
-    return unicodedata.normalize("NFC", bare)
+    return fold_chinese(unicodedata.normalize("NFC", bare))
+
+
+def prepare() -> None:
+    """Build the matching tables now (a few tenths of a second), not on the first
+    message that needs them."""
+    _homoglyphs()
+    _traditional_to_simplified()
+
+
+def fold_chinese(text: str) -> str:
+    """Traditional (and Hong Kong and Taiwan variant) Chinese characters folded onto
+    Simplified ones, character by character: "禁詞" → "禁词"; Simplified text and
+    every other script pass through unchanged.
+
+    Character by character, not phrase by phrase as OpenCC converts, so that folding
+    keeps substrings: a word found in a text is found in their folded forms too.
+    """
+    if text.isascii():
+        return text
+    return text.translate(_traditional_to_simplified())
+
+
+_HAN_BLOCKS: Final = (
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0x20000, 0x2A6DF),  # Extension B
+)
+# OpenCC's conversions, most general first; each fills in what the earlier left alone.
+_OPENCC_CONFIGS: Final = ("t2s", "hk2s", "tw2s")
+
+
+@functools.lru_cache(maxsize=1)
+def _traditional_to_simplified() -> Mapping[int, str]:
+    """Each Han character that OpenCC converts to one other character, and to what.
+
+    Built on first use from OpenCC's maintained dictionaries (about 0.1 s): one
+    conversion of every character of the blocks, one per line, so no phrase spans two.
+    """
+    import opencc
+
+    chars = [chr(code) for low, high in _HAN_BLOCKS for code in range(low, high + 1)]
+    table: dict[int, str] = {}
+    for config in _OPENCC_CONFIGS:
+        converted = opencc.OpenCC(config).convert("\n".join(chars)).split("\n")
+        if len(converted) != len(chars):  # a dictionary joined lines: skip it whole
+            continue
+        for char, out in zip(chars, converted, strict=True):
+            if out != char and len(out) == 1:
+                table.setdefault(ord(char), out)
+    # Follow chains (A → B → C) so that folding twice changes nothing.
+    for code, out in table.items():
+        while (further := table.get(ord(out))) is not None and further != out:
+            out = further
+        table[code] = out
+    return {code: out for code, out in table.items() if out != chr(code)}
 
 
 @functools.lru_cache(maxsize=1)
 def _homoglyphs() -> Mapping[int, str]:
-    """Non-ASCII characters whose Unicode confusable is one ASCII letter or digit.
+    """Non-ASCII characters that look like one ASCII letter or digit, and which.
 
-    Built on first use: loading the confusables data takes tens of milliseconds.
+    From Unicode's confusables data: each character whose confusable is one ASCII
+    letter or digit. There, capital I and its look-alikes (Greek capital iota,
+    Cyrillic U+0406 and palochka, U+2223 DIVIDES) are confusable with small l; all
+    but small letters are read here as the I they stand for, as ASCII "I" is. Added
+    to that: the small capitals (U+1D00... by their Unicode names), Cyrillic small
+    letters that are small capitals in shape (``в к м н т``: their capitals map),
+    Greek ``τ`` and ``ε``, and the regional indicator letters 🇦...🇿.
+
+    Built on first use: loading the data takes tens of milliseconds.
     """
     from confusable_homoglyphs import confusables
 
@@ -165,13 +235,46 @@ def _homoglyphs() -> Mapping[int, str]:
         if len(char) != 1 or char.isascii():
             continue
         target = next((g["c"] for g in glyphs if g["c"] in _ASCII_ALNUM), None)
-        if target is not None:
-            table[ord(char)] = target.lower()
+        if target is None:
+            continue
+        target = target.lower()
+        if target == "l" and unicodedata.category(char) != "Ll":
+            target = "i"
+        table[ord(char)] = target
+    for low, high in _SMALL_CAPITAL_BLOCKS:
+        for code in range(low, high + 1):
+            small_capital = _SMALL_CAPITAL.match(unicodedata.name(chr(code), ""))
+            if small_capital is not None:
+                table.setdefault(code, small_capital.group(1).lower())
+    for code in range(0x0400, 0x0530):  # Cyrillic and its supplement
+        char = chr(code)
+        capital = char.upper()
+        if unicodedata.category(char) == "Ll" and len(capital) == 1:
+            mapped = table.get(ord(capital), "")
+            if mapped.isalpha():
+                table.setdefault(code, mapped)
+    for char, target in _GREEK_SMALL_CAPITALS.items():
+        table.setdefault(ord(char), target)
+    for offset in range(26):
+        table[_REGIONAL_A + offset] = chr(ord("a") + offset)
     return table
 
 
+_SMALL_CAPITAL: Final = re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])\Z")
+# Where Unicode has small capitals: IPA Extensions, Phonetic Extensions, Latin
+# Extended-D, Latin Extended-F.
+_SMALL_CAPITAL_BLOCKS: Final = (
+    (0x0250, 0x02AF),
+    (0x1D00, 0x1D7F),
+    (0xA720, 0xA7FF),
+    (0x10780, 0x107BF),
+)
+_GREEK_SMALL_CAPITALS: Final = {"τ": "t", "ε": "e"}
+_REGIONAL_A: Final = 0x1F1E6  # REGIONAL INDICATOR SYMBOL LETTER A
+
+
 def deleet(text: str) -> str:
-    """Fold leetspeak onto letters: 0→o 1→i 3→e 4→a 5→s 7→t @→a $→s."""
+    """Fold leetspeak onto letters: 0→o 1→i 3→e 4→a 5→s 7→t ! ¡ |→i @→a $→s."""
     return text.translate(_LEET)
 
 

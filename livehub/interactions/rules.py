@@ -1,26 +1,36 @@
 """The moderation rule chain, applied alike to chat, questions and open answers.
 
 Word rules match on normalised forms, so spacing, punctuation, zero-width
-characters, case, full-width letters, look-alike letters from other scripts and
-common leetspeak do not evade them. Regex rules run case-insensitively on the
-:func:`~livehub.interactions.normalise.skeleton` of the text (and on its plain
-casefolded form, so regexes written in non-Latin scripts still match).
+characters, case, full-width letters, look-alike letters from other scripts,
+small capitals, regional indicator letters, common leetspeak and Traditional
+versus Simplified Chinese do not evade them. Regex rules run case-insensitively
+on the :func:`~livehub.interactions.normalise.skeleton` of the text, on it with
+leetspeak folded, and on its plain casefolded form (so regexes written in
+non-Latin scripts still match); Chinese in patterns is folded as in texts.
 
-Python's ``re`` cannot be interrupted, so :func:`validate_rule` refuses regexes
-that look prone to catastrophic backtracking (see :func:`_backtracking_hazard`).
+Every rule has a time bound:
+
+* Regexes run in RE2 (``google-re2``), whose matching time is linear in the
+  text; a pattern RE2 cannot compile (back-references, look-around, ``(?x)``,
+  comments) or whose compiled program is over :data:`MAX_PROGRAM_SIZE`
+  instructions is refused with ``bad_rule`` when it is set.
+* Checking one message against all of a room's rules has a budget of thread CPU
+  time. A message that runs past it stops being checked and is held for review,
+  and the regex that cost it most is named in :attr:`Verdict.slow` for the
+  caller to disable and report.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
-from collections.abc import Iterable, Mapping
-from typing import Final, Literal, get_args
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, Literal, Protocol, get_args
 
 import msgspec
+import re2
 
 from livehub.errors import ProtocolError
-from livehub.interactions.normalise import clean_text, compact, deleet, skeleton
+from livehub.interactions.normalise import clean_text, compact, deleet, fold_chinese, skeleton
 from livehub.rooms.models import Rule, RuleAction, RuleKind
 
 VerdictAction = Literal["allow", "block", "hold", "mute", "ban"]
@@ -28,15 +38,35 @@ VerdictAction = Literal["allow", "block", "hold", "mute", "ban"]
 MAX_PATTERN_CHARS: Final = 200
 MIN_MUTE_SECONDS: Final = 1
 MAX_MUTE_SECONDS: Final = 86_400
+# RE2 instructions of one compiled regex: bounds its memory and its cost per character.
+MAX_PROGRAM_SIZE: Final = 10_000
+# Thread CPU time all of a room's rules may take on one message.
+DEFAULT_BUDGET_SECONDS: Final = 0.02
 
 _KINDS: Final = frozenset(get_args(RuleKind))
 _ACTIONS: Final = frozenset(get_args(RuleAction))
 _SEVERITY: Final[Mapping[str, int]] = {"allow": 0, "hold": 1, "block": 2, "mute": 3, "ban": 4}
 
+Clock = Callable[[], float]
+
+
+class Regex(Protocol):
+    """What is used of a compiled RE2 regex (``re2`` has no type hints)."""
+
+    @property
+    def programsize(self) -> int: ...
+
+    def search(self, text: str) -> object | None: ...
+
 
 class Verdict(msgspec.Struct, frozen=True):
+    """What the chain says of a message: ``rule`` is the rule that matched (None for
+    allow, and for a hold because the budget ran out); ``slow`` is the rule that ran
+    past the budget, to disable."""
+
     action: VerdictAction
     rule: Rule | None = None
+    slow: Rule | None = None
 
 
 ALLOW: Final = Verdict("allow")
@@ -70,151 +100,45 @@ def _is_int(value: object) -> bool:
 
 
 def word_key(pattern: str) -> str:
-    """The form a word pattern is matched as; empty if it has no letters or digits."""
-    return compact(deleet(skeleton(pattern)))
+    """The form a word pattern is matched as (leetspeak folded); empty if it has no
+    letters or digits of its own ("!!!" is not the word "iii")."""
+    skel = skeleton(pattern)
+    return compact(deleet(skel)) if compact(skel) else ""
 
 
 def _check_regex(pattern: str) -> None:
     try:
-        compiled = _compile(pattern)
-    except (re.error, OverflowError, RecursionError) as exc:
-        raise _bad(f"Invalid regex: {exc}") from exc
-    if compiled.flags & re.VERBOSE or "(?#" in pattern:
-        raise _bad("Verbose mode and comments are not allowed in regex rules.")
+        compiled = compile_regex(pattern)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
+        raise _bad(
+            f"The regex cannot be used ({reason}); back-references, look-around,"
+            " comments and verbose mode are not supported."
+        ) from exc
+    if compiled.programsize > MAX_PROGRAM_SIZE:
+        raise _bad("The regex is too large; use fewer or smaller repeats.")
     if compiled.search("") is not None:
         raise _bad("The regex matches empty text, so it would match every message.")
-    hazard = _backtracking_hazard(pattern)
-    if hazard is not None:
-        raise _bad(f"The regex could be very slow: {hazard}.")
 
 
-# -- catastrophic backtracking heuristic ----------------------------------------
+def compile_regex(pattern: str) -> Regex:
+    """The RE2 form of a regex rule: case-insensitive, Chinese folded as in texts.
 
-_QUANTIFIER: Final = re.compile(r"(?:[*+?]|\{(\d*)(,?)(\d*)\})[?+]?")
-_GROUP_OPEN: Final = re.compile(r"\((?:\?(?:[:=!>]|<[=!]|P<\w+>|[aiLmsux-]+:)?)?")
-_NO_OP_GROUP: Final = re.compile(r"\(\?[aiLmsux-]+\)")  # inline flags: (?i)
-_BACKREF_GROUP: Final = re.compile(r"\(\?P=\w+\)")
-_WIDE_ESCAPES: Final = frozenset("wWsSdD")
-# Pairs of wide atoms no character matches both of; all other pairs overlap.
-_DISJOINT: Final = frozenset(frozenset(pair) for pair in ("wW", "sS", "dD", "ws", "ds", "dW"))
-
-
-class _Scan:
-    """State of :func:`_backtracking_hazard` while it walks a pattern."""
-
-    __slots__ = ("atom", "groups", "prev_wide", "wide")
-
-    def __init__(self) -> None:
-        # One entry per open group: does its body hold a quantifier or an alternation?
-        self.groups: list[bool] = [False]
-        # What a quantifier here would repeat: a wide atom (".", "^" for [^...], or an
-        # escape letter "w" "W" "s" "S" "d" "D"), "narrow", "group", "risky" or "".
-        self.atom = ""
-        self.wide = ""  # the current atom, if it is wide and repeated without bound
-        self.prev_wide = ""  # the same for the atom before it
-
-    def new_atom(self, atom: str) -> None:
-        self.prev_wide = self.wide
-        self.wide = ""
-        self.atom = atom
-
-
-def _backtracking_hazard(pattern: str) -> str | None:
-    """Why ``pattern`` may backtrack catastrophically, or None. A heuristic:
-
-    1. A group repeated more than once (``*``, ``+``, ``{2,}``, ``{0,9}``...) must not
-       contain a quantifier or an alternation: ``(a+)+``, ``(a*)*``, ``(a|a)*`` and
-       ``(a?){20}`` are refused. So are some harmless ones, such as ``(ab?)+`` or
-       ``(cat|dog)+``; a character class (``[ab]+``) often says the same thing.
-    2. Two overlapping wide atoms (``.``, ``\\w``, ``\\s``, ``\\d``, their negations,
-       ``[^...]``) repeated without bound must not follow each other: ``.*.*``,
-       ``\\w+\\d*`` and ``(.*)(.*)`` are refused; ``\\w+\\s*`` (disjoint) and
-       ``.*x.*`` are fine.
-
-    It does not catch everything (back-references, overlapping alternatives
-    outside groups); the message length limit bounds the rest.
+    Raises ``re2.error`` when RE2 cannot compile it.
     """
-    scan = _Scan()
-    i = 0
-    while i < len(pattern):
-        end, hazard = _step(pattern, i, scan)
-        if hazard is not None:
-            return hazard
-        i = end
-    return None
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    compiled: Regex = re2.compile(fold_chinese(pattern), options)
+    return compiled
 
 
-def _step(pattern: str, i: int, scan: _Scan) -> tuple[int, str | None]:
-    ch = pattern[i]
-    if ch == "\\":
-        escape = pattern[i + 1 : i + 2]
-        scan.new_atom(escape if escape in _WIDE_ESCAPES else "narrow")
-        return i + 2, None
-    if ch == "[":
-        scan.new_atom("^" if pattern.startswith("[^", i) else "narrow")
-        return _class_end(pattern, i), None
-    if ch == "(":
-        return _open_group(pattern, i, scan), None
-    if ch == ")":
-        # Closing a group consumes nothing: what ran last inside still runs last.
-        inner = scan.groups.pop() if len(scan.groups) > 1 else False
-        scan.groups[-1] = scan.groups[-1] or inner
-        scan.atom = "risky" if inner else "group"
-        return i + 1, None
-    if ch == "|":
-        scan.groups[-1] = True
-        scan.new_atom("")
-        return i + 1, None
-    match = _QUANTIFIER.match(pattern, i)
-    if match is None:
-        scan.new_atom("." if ch == "." else "narrow")
-        return i + 1, None
-    return match.end(), _quantified(match, scan)
-
-
-def _open_group(pattern: str, i: int, scan: _Scan) -> int:
-    for plain in (_NO_OP_GROUP, _BACKREF_GROUP):
-        match = plain.match(pattern, i)
-        if match is not None:
-            scan.new_atom("narrow")
-            return match.end()
-    scan.groups.append(False)
-    scan.atom = ""
-    opening = _GROUP_OPEN.match(pattern, i)
-    return opening.end() if opening is not None else i + 1
-
-
-def _quantified(match: re.Match[str], scan: _Scan) -> str | None:
-    text = match.group(0)
-    if text[0] == "{":
-        low, comma, high = match.group(1, 2, 3)
-        if not (low or comma):  # "{}" is literal text to re
-            scan.new_atom("narrow")
-            return None
-        unbounded = bool(comma) and not high
-        repeats = unbounded or int(high or low) > 1
-    else:
-        unbounded = repeats = text[0] in "*+"
-    scan.groups[-1] = True
-    if repeats and scan.atom == "risky":
-        return "a repeated group holds a quantifier or an alternation, as in (a+)+"
-    if unbounded and len(scan.atom) == 1:
-        if scan.prev_wide and frozenset((scan.prev_wide, scan.atom)) not in _DISJOINT:
-            return "two unbounded repeats of overlapping atoms follow each other, as in .*.*"
-        scan.wide = scan.atom
-    return None
-
-
-def _class_end(pattern: str, i: int) -> int:
-    """Index just past the character class starting at ``pattern[i] == "["``."""
-    j = i + 1
-    if pattern.startswith("^", j):
-        j += 1
-    if pattern.startswith("]", j):  # a leading "]" is literal
-        j += 1
-    while j < len(pattern) and pattern[j] != "]":
-        j += 2 if pattern[j] == "\\" else 1
-    return j + 1
+def _compile_or_none(pattern: str) -> Regex | None:
+    try:
+        compiled = compile_regex(pattern)
+    except re2.error:
+        return None
+    return compiled if compiled.programsize <= MAX_PROGRAM_SIZE else None
 
 
 # -- the chain ---------------------------------------------------------------------
@@ -224,7 +148,7 @@ class _Tier(msgspec.Struct, frozen=True):
     """The usable rules of one action: word keys and compiled regexes."""
 
     words: tuple[tuple[str, Rule], ...]
-    regexes: tuple[tuple[re.Pattern[str], Rule], ...]
+    regexes: tuple[tuple[Regex, Rule], ...]
 
 
 class RuleChain:
@@ -232,18 +156,29 @@ class RuleChain:
 
     Actions are tried most severe first, so the first hit is the answer; within
     an action, word rules come before regex rules, each in the given order.
-    Stored rules passed :func:`validate_rule` when they were added; any that can
-    no longer be used (no letters in a word, a regex that does not compile) are
-    left out and listed in :attr:`skipped` rather than failing every message.
+    Disabled rules are left out. Stored rules passed :func:`validate_rule` when
+    they were added; any that can no longer be used (no letters in a word, a regex
+    that does not compile) are left out too and listed in :attr:`skipped` rather
+    than failing every message.
+
+    ``budget`` is the thread CPU time (as ``clock`` tells it) the rules may take on
+    one message; see :meth:`check`.
     """
 
-    __slots__ = ("_tiers", "skipped")
+    __slots__ = ("_budget", "_clock", "_tiers", "skipped")
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        budget: float = DEFAULT_BUDGET_SECONDS,
+        clock: Clock = time.thread_time,
+    ) -> None:
         words: dict[str, list[tuple[str, Rule]]] = {action: [] for action in _ACTIONS}
-        regexes: dict[str, list[tuple[re.Pattern[str], Rule]]] = {a: [] for a in _ACTIONS}
+        regexes: dict[str, list[tuple[Regex, Rule]]] = {a: [] for a in _ACTIONS}
         skipped: list[Rule] = []
         for rule in rules:
+            if rule.disabled:
+                continue
             if rule.kind == "word" and (key := word_key(rule.pattern)):
                 words[rule.action].append((key, rule))
             elif rule.kind == "regex" and (compiled := _compile_or_none(rule.pattern)):
@@ -257,44 +192,66 @@ class RuleChain:
             if words[action] or regexes[action]
         )
         self.skipped: tuple[Rule, ...] = tuple(skipped)
+        self._budget = budget
+        self._clock = clock
 
     def __len__(self) -> int:
         return sum(len(tier.words) + len(tier.regexes) for tier in self._tiers)
 
     def check(self, text: str) -> Verdict:
+        """The most severe verdict of the rules on ``text``.
+
+        Each regex search is timed. When the rules together have taken more than the
+        budget, checking stops: the regex that took longest on this message is
+        ``slow``, and the message, not fully checked, is held for review (unless
+        the search that ran out matched: its rule's verdict stands).
+        """
         if not self._tiers:
             return ALLOW
+        meter = _Meter(self._clock, self._budget)
         forms = _TextForms(text)
         for tier in self._tiers:
-            rule = forms.first_word(tier.words) or forms.first_regex(tier.regexes)
+            rule = forms.first_word(tier.words) or forms.first_regex(tier.regexes, meter)
             if rule is not None:
-                return Verdict(rule.action, rule)
+                return Verdict(rule.action, rule, meter.slowest)
+            if meter.slowest is not None:
+                return Verdict("hold", None, meter.slowest)
         return ALLOW
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    with warnings.catch_warnings():
-        # FutureWarnings such as "possible nested set" ("[[a]") concern future Pythons.
-        warnings.simplefilter("ignore", FutureWarning)
-        return re.compile(pattern, re.IGNORECASE)
+class _Meter:
+    """The CPU time one message has taken, and the costliest regex so far."""
 
+    __slots__ = ("_clock", "_costliest", "_left", "_most", "slowest")
 
-def _compile_or_none(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return _compile(pattern)
-    except (re.error, OverflowError, RecursionError):
-        return None
+    def __init__(self, clock: Clock, budget: float) -> None:
+        self._clock = clock
+        self._left = budget
+        self._most = -1.0
+        self._costliest: Rule | None = None
+        self.slowest: Rule | None = None  # set once the budget has run out
+
+    def search(self, regex: Regex, rule: Rule, text: str) -> bool:
+        started = self._clock()
+        found = regex.search(text) is not None
+        cost = self._clock() - started
+        if cost > self._most:
+            self._most, self._costliest = cost, rule
+        self._left -= cost
+        if self._left < 0:
+            self.slowest = self._costliest
+        return found
 
 
 class _TextForms:
     """The forms of one message that rules look at, each computed at most once."""
 
-    __slots__ = ("_plain", "_skeleton", "_text", "_words")
+    __slots__ = ("_regex_forms", "_skeleton", "_text", "_words")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._skeleton = skeleton(text)
-        self._plain: str | None = None
+        self._regex_forms: tuple[str, ...] | None = None
         self._words: str | None = None
 
     def first_word(self, words: tuple[tuple[str, Rule], ...]) -> Rule | None:
@@ -303,13 +260,16 @@ class _TextForms:
         form = self.words
         return next((rule for key, rule in words if key in form), None)
 
-    def first_regex(self, regexes: tuple[tuple[re.Pattern[str], Rule], ...]) -> Rule | None:
+    def first_regex(self, regexes: tuple[tuple[Regex, Rule], ...], meter: _Meter) -> Rule | None:
         if not regexes:
             return None
-        found = next((rule for regex, rule in regexes if regex.search(self._skeleton)), None)
-        if found is not None or self.plain == self._skeleton:
-            return found
-        return next((rule for regex, rule in regexes if regex.search(self.plain)), None)
+        for form in self.regex_forms:
+            for regex, rule in regexes:
+                if meter.search(regex, rule, form):
+                    return rule
+                if meter.slowest is not None:
+                    return None
+        return None
 
     @property
     def words(self) -> str:
@@ -322,8 +282,12 @@ class _TextForms:
         return self._words
 
     @property
-    def plain(self) -> str:
-        """Clean and casefolded but with every letter kept, for non-Latin regexes."""
-        if self._plain is None:
-            self._plain = clean_text(self._text).casefold()
-        return self._plain
+    def regex_forms(self) -> tuple[str, ...]:
+        """The skeleton, then (where they differ from it) the skeleton with leetspeak
+        folded, and the clean casefolded text with every letter kept (for non-Latin
+        regexes), Chinese folded to Simplified as the patterns are."""
+        if self._regex_forms is None:
+            plain = fold_chinese(clean_text(self._text).casefold())
+            forms = dict.fromkeys((self._skeleton, deleet(self._skeleton), plain))
+            self._regex_forms = tuple(forms)
+        return self._regex_forms

@@ -23,6 +23,7 @@ class Rule(msgspec.Struct, frozen=True):
     kind: RuleKind
     action: RuleAction
     mute_seconds: int = 600
+    disabled: bool = False  # ran past the matching time budget; kept to show staff
 
 
 class RoomSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

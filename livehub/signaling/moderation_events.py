@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from livehub.rooms.models import Principal
+from livehub.rooms.models import Principal, Room, Rule
 from livehub.signaling import payloads as p
 from livehub.signaling.context import Services
 from livehub.signaling.live import Handler, LiveNamespace, Result
@@ -35,6 +35,13 @@ class ModerationEvents:
         }
         for event, (payload, handler) in routes.items():
             live.route(event, payload, handler, staff_only=True)
+        services.moderation.on_rule_disabled(self.rule_disabled)
+
+    async def rule_disabled(self, room: Room, rule: Rule) -> None:
+        """A rule ran past the matching time budget: the room's staff are told."""
+        await self._live.to_staff(
+            "rule_disabled", {"rule": msgspec.to_builtins(rule), "reason": "slow"}, room.id
+        )
 
     async def delete(self, who: Principal, data: p.MessageRef) -> Result:
         room = await self._s.rooms.get_open(who.room)

@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livehub.errors import UserError
-from livehub.interactions.normalise import clean_name, clean_text, compact, deleet, skeleton
+from livehub.interactions.normalise import (
+    clean_name,
+    clean_text,
+    compact,
+    deleet,
+    fold_chinese,
+    skeleton,
+)
 
 # -- clean_text -----------------------------------------------------------------
 
@@ -150,7 +157,7 @@ def test_clean_name_counts_characters_after_cleaning() -> None:
         ("bаd", "bad"),  # Cyrillic а
         ("раураl", "paypal"),  # Cyrillic р а у
         ("сеxу", "cexy"),  # Cyrillic с е у
-        ("хоѕт", "xosт"),  # Cyrillic х о ѕ; т has no ASCII look-alike
+        ("хоѕт", "xost"),  # Cyrillic х о ѕ, and т shaped as a small capital T
         ("іјԁ", "ijd"),
         ("ΒΑD", "bad"),  # Greek capitals
         ("ВАD", "bad"),  # Cyrillic capitals
@@ -161,6 +168,12 @@ def test_clean_name_counts_characters_after_cleaning() -> None:
         ("bád", "bad"),  # accents on ASCII letters
         ("b̶a̶d̶", "bad"),  # combining strike-through
         ("B\u200bA\u200bD", "bad"),
+        ("ΙІӀǀ∣Ɩ", "iiiiii"),  # capital I look-alikes read as the I they stand for
+        ("ℓӏ𝐥", "lil"),  # small l look-alikes stay l; Cyrillic small palochka is an i
+        ("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ", "abcdefghijklmnopqrstuvwyz"),  # small capitals
+        ("вкмнт", "bkmht"),  # Cyrillic small letters shaped as small capitals
+        ("🇦🇧🇨 🇽🇾🇿", "abc xyz"),  # regional indicator letters
+        ("禁詞", "禁词"),  # Traditional Chinese folded to Simplified
     ],
 )
 def test_skeleton_folds_look_alikes_onto_ascii(text: str, expected: str) -> None:
@@ -172,12 +185,38 @@ def test_skeleton_keeps_chinese() -> None:
     assert skeleton("你好世界") == "你好世界"
 
 
+@pytest.mark.parametrize(
+    ("traditional", "simplified"),
+    [
+        ("禁詞", "禁词"),
+        ("臺灣", "台湾"),
+        ("頭髮", "头发"),
+        ("衞生", "卫生"),  # Hong Kong variant
+        ("裡面", "里面"),  # Taiwan variant
+        ("國家", "国家"),
+    ],
+)
+def test_fold_chinese_folds_traditional_onto_simplified(traditional: str, simplified: str) -> None:
+    assert fold_chinese(traditional) == simplified
+    assert fold_chinese(simplified) == simplified
+
+
+def test_fold_chinese_keeps_substrings_and_other_text() -> None:
+    text = "Hello 你好, 這是禁詞 и кириллица 🎉"
+    folded = fold_chinese(text)
+    assert folded == "Hello 你好, 这是禁词 и кириллица 🎉"
+    assert fold_chinese(folded) == folded
+    for i in range(len(text)):
+        assert fold_chinese(text[i:]) == folded[i:]  # character by character
+
+
 def test_skeleton_leaves_leetspeak_alone() -> None:
     assert skeleton("B4D w0rd") == "b4d w0rd"
 
 
 def test_deleet() -> None:
     assert deleet("h4x0r 1337 $@5") == "haxor ieet sas"
+    assert deleet("k!ll k|ll k¡ll") == "kill kill kill"
     assert deleet("傻逼") == "傻逼"
 
 

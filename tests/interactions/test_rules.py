@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
+from livehub import settings
 from livehub.errors import ProtocolError
+from livehub.interactions.moderation import Moderation
 from livehub.interactions.rules import (
     ALLOW,
+    DEFAULT_BUDGET_SECONDS,
     RuleChain,
     Verdict,
     validate_rule,
     word_key,
 )
-from livehub.rooms.models import Rule
+from livehub.rooms.models import Room, Rule
+
+from .domain import ANN, BOB, Domain
 
 
 def word(pattern: str, action: str = "block", rule_id: str = "") -> Rule:
@@ -172,7 +179,9 @@ def test_a_hundred_rules_leave_an_ordinary_message_alone() -> None:
         (r"[ab]+c", "regex"),
         (r"(?i)spam{2,}", "regex"),
         (r"x{}", "regex"),
-        (r"[[a]", "regex"),  # valid, though Python warns about a possible nested set
+        (r"[[a]", "regex"),
+        (r"b\z", "regex"),
+        (r"(cat|dog)+s", "regex"),  # refused by the old backtracking heuristic
         ("a" * 200, "word"),
     ],
 )
@@ -190,43 +199,21 @@ def test_valid_rules_pass(pattern: str, kind: str) -> None:
         ("!!! ...", "word"),  # nothing left to match on
         ("(unclosed", "regex"),
         ("a**", "regex"),
-        ("a{99999999999}", "regex"),
         ("a*", "regex"),  # matches empty text, so every message
         ("x|", "regex"),
         ("(?x)a", "regex"),
         ("(a+)(?#c)+", "regex"),
+        (r"(a)\1", "regex"),  # back-references: RE2 has none
+        ("(?=a)b", "regex"),  # nor look-around
+        ("(?<!a)b", "regex"),
+        (r"b\Z", "regex"),  # RE2 spells it \z
+        (r"(\pL{1,30}\s*){1,9}!", "regex"),  # compiles to too large a program
     ],
 )
 def test_bad_patterns_are_rejected(pattern: str, kind: str) -> None:
     with pytest.raises(ProtocolError) as info:
         validate_rule(pattern, kind, "block", 600)
     assert info.value.code == "bad_rule"
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        "(a+)+b",
-        "(a*)*b",
-        "(a|a)*b",
-        "(a|aa)+b",
-        "(?:a+)+b",
-        "((a+))+b",
-        "(a?){20}b",
-        "(a+){2,}b",
-        r"(\w+\s?)+$",
-        "(?P<x>a+)*b",
-        ".*.*b",
-        r"\w+\d*b",
-        "(.*)(.*)b",
-        r"[^x]+.+b",
-    ],
-)
-def test_catastrophic_regexes_are_rejected(pattern: str) -> None:
-    with pytest.raises(ProtocolError) as info:
-        validate_rule(pattern, "regex", "block", 600)
-    assert info.value.code == "bad_rule"
-    assert "slow" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -259,3 +246,159 @@ def test_word_key() -> None:
     assert word_key("B.4 d") == "bad"
     assert word_key("傻 逼") == "傻逼"
     assert word_key("...") == ""
+
+
+# -- the time budget ----------------------------------------------------------------------
+
+
+class Costs:
+    """A CPU clock for :class:`RuleChain`: the n-th timed search takes ``costs[n]``
+    seconds (read as start, end pairs); ``searches`` counts those started."""
+
+    def __init__(self, *costs: float) -> None:
+        self._costs = costs
+        self._now = 0.0
+        self._reads = 0
+
+    @property
+    def searches(self) -> int:
+        return (self._reads + 1) // 2
+
+    def __call__(self) -> float:
+        if self._reads % 2:
+            self._now += self._costs[self._reads // 2]
+        self._reads += 1
+        return self._now
+
+
+def test_disabled_rules_are_left_out() -> None:
+    off = msgspec.structs.replace(regex("bad"), disabled=True)
+    chain = RuleChain([off, msgspec.structs.replace(word("bad"), disabled=True)])
+    assert len(chain) == 0
+    assert chain.check("bad") == ALLOW
+
+
+def test_a_regex_past_the_budget_is_slow_and_the_message_held_unchecked() -> None:
+    first, costly, third, fourth = (regex(f"nope{i}") for i in range(4))
+    costs = Costs(0.001, 0.05, 0.001, 0.001)
+    chain = RuleChain([first, costly, third, fourth], budget=0.02, clock=costs)
+    assert chain.check("an ordinary message") == Verdict("hold", None, slow=costly)
+    assert costs.searches == 2  # checking stopped there
+
+
+def test_many_cheap_searches_add_up_to_the_budget() -> None:
+    rules = [regex(f"nope{i}") for i in range(6)]
+    costs = Costs(0.005, 0.007, 0.006, 0.005, 0.001, 0.001)
+    chain = RuleChain(rules, budget=0.02, clock=costs)
+    assert chain.check("an ordinary message") == Verdict("hold", None, slow=rules[1])
+    assert costs.searches == 4
+
+
+def test_the_budget_counts_across_tiers_and_forms() -> None:
+    ban, hold = regex("nope1", "ban"), regex("nope2", "hold")
+    # Cyrillic text: each regex runs on the skeleton and on the plain form.
+    costs = Costs(0.004, 0.004, 0.004, 0.009)
+    chain = RuleChain([hold, ban], budget=0.02, clock=costs)
+    assert chain.check("привет") == Verdict("hold", None, slow=hold)
+    assert costs.searches == 4
+
+
+def test_a_match_on_the_search_that_ran_out_keeps_its_verdict() -> None:
+    rule = regex("bad", "ban")
+    chain = RuleChain([rule], budget=0.02, clock=Costs(0.05))
+    assert chain.check("so bad") == Verdict("ban", rule, slow=rule)
+
+
+def test_a_match_within_the_budget_is_not_slow() -> None:
+    hold, block = regex("nope", "hold"), regex("bad", "block")
+    chain = RuleChain([hold, block], budget=0.02, clock=Costs(0.019, 0.019))
+    assert chain.check("so bad") == Verdict("block", block)
+
+
+def test_real_rules_on_a_long_message_stay_within_the_default_budget() -> None:
+    rules = [regex(rf"spam{i}\s+link\w*", "hold") for i in range(100)]
+    rules += [word(f"blocked{i}x") for i in range(100)]
+    text = "a perfectly ordinary message about the game, 你好世界, ничего " * 8
+    verdict = RuleChain(rules).check(text[:500])
+    assert verdict == ALLOW and verdict.slow is None
+
+
+# -- disabling a slow rule (Moderation) --------------------------------------------------
+
+
+async def test_moderation_disables_a_slow_rule_once_and_tells_listeners(domain: Domain) -> None:
+    room = await domain.rooms.create("Rules", room_id="r1")
+    cheap = regex("nope", rule_id="cheap")
+    slow = regex("nope2", rule_id="slow")
+    room = await domain.rooms.set_rules(room, (cheap, slow), "v_mod")
+    costs = Costs(*[0.001, 0.05] * 3, *[0.001] * 10)
+    moderation = Moderation(
+        domain.store,
+        domain.log,
+        domain.rooms,
+        domain.repo,
+        domain.counters,
+        domain.clock,
+        rule_budget=0.02,
+        rule_clock=costs,
+    )
+    told: list[tuple[str, Rule]] = []
+
+    async def listener(room: Room, rule: Rule) -> None:
+        told.append((room.id, rule))
+
+    moderation.on_rule_disabled(listener)
+    # Held: the rules ran out of time on it. A second message on the stale room
+    # (another node's view, say) finds the rule disabled already: no second report.
+    assert await moderation.apply_rules(room, ANN, "hello") is True
+    assert await moderation.apply_rules(room, ANN, "hello") is True
+
+    current = await domain.rooms.get("r1")
+    assert [(r.id, r.disabled) for r in current.rules] == [("cheap", False), ("slow", True)]
+    assert told == [("r1", msgspec.structs.replace(slow, disabled=True))]
+    events = await domain.log.by_kinds("r1", ("mod.rule_disabled",))
+    assert [(e.actor, e.data["id"], e.data["reason"]) for e in events] == [
+        ("automod", "slow", "slow")
+    ]
+    assert events[0].data["budget_ms"] == 20.0
+    # The current room's chain runs without it, within the budget.
+    assert await moderation.apply_rules(current, ANN, "hello") is False
+
+
+def test_the_budget_setting() -> None:
+    assert settings.load(env={}).rule_budget_ms == DEFAULT_BUDGET_SECONDS * 1000
+    assert settings.load(env={"LIVEHUB_RULE_BUDGET_MS": "5.5"}).rule_budget_ms == 5.5
+    for bad in ("0", "-1", "10001", "fast"):
+        with pytest.raises(ValueError, match="RULE_BUDGET_MS"):
+            settings.load(env={"LIVEHUB_RULE_BUDGET_MS": bad})
+
+
+async def test_two_nodes_that_find_a_rule_slow_at_once_report_it_once(domain: Domain) -> None:
+    room = await domain.rooms.create("Rules", room_id="r1")
+    slow = regex("nope", rule_id="slow")
+    room = await domain.rooms.set_rules(room, (slow,), "v_mod")
+    told: list[str] = []
+
+    async def listener(room: Room, rule: Rule) -> None:
+        told.append(rule.id)
+
+    nodes = []
+    for _ in range(2):  # two nodes on one store and one log
+        node = Moderation(
+            domain.store,
+            domain.log,
+            domain.rooms,
+            domain.repo,
+            domain.counters,
+            domain.clock,
+            rule_budget=0.02,
+            rule_clock=Costs(*[0.05] * 4),
+        )
+        node.on_rule_disabled(listener)
+        nodes.append(node)
+    checks = [node.apply_rules(room, who, "hi") for node in nodes for who in (ANN, BOB)]
+    held = await asyncio.gather(*checks)
+    assert held == [True] * 4
+    assert told == ["slow"]
+    assert len(await domain.log.by_kinds("r1", ("mod.rule_disabled",))) == 1
+    assert [r.disabled for r in (await domain.rooms.get("r1")).rules] == [True]

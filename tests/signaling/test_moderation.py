@@ -380,7 +380,7 @@ async def test_rules_list_and_remove(server: Server) -> None:
 async def test_invalid_regex_rule_is_refused(server: Server) -> None:
     room = await new_room(server)
     mod = await server.client(room, role="moderator", name="Mod")
-    for pattern in ("(unclosed", "(a+)+$"):
+    for pattern in ("(unclosed", r"(a)\1"):  # RE2 has no back-references
         ack = await mod.call("mod_rule_add", {"pattern": pattern, "kind": "regex"})
         assert error_of(ack)["code"] == "bad_rule", pattern
     assert (await mod.call("mod_rules", {}))["rules"] == []
