@@ -29,7 +29,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import RoomSettings
-from livehub.rooms.presence import Presence
+from livehub.rooms.presence import NodePresence, Presence
 from livehub.rooms.recovery import Recovery
 from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.repository import RoomRepository
@@ -130,7 +130,16 @@ async def create_app(settings: Settings) -> web.Application:
         services.log,
         CapShares(services.store, node_id, tick) if settings.redis_url else None,
     )
-    live = LiveNamespace(services, fanout)
+    node = NodePresence(
+        services.presence,
+        services.store,
+        services.log,
+        services.rooms.get,
+        node_id,
+        settings.heartbeat_seconds,
+        shared=bool(settings.redis_url),
+    )
+    live = LiveNamespace(services, fanout, node)
     ChatEvents(services, live)
     ModerationEvents(services, live)
     media = WhipEndpoints(
@@ -174,10 +183,13 @@ async def create_app(settings: Settings) -> web.Application:
     )
     # The log is the truth: each part that keeps live state in the store rebuilds it.
     recovery = Recovery(services.store, services.rooms.open_room_ids)
+    recovery.add_room(node.settle)  # joins a crash left open (memory store)
+    recovery.add_node(node.renew)  # this node's connections, when the store lost them
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "recovery": recovery.watch,
         "fanout": fanout.run,
-        "watch-time": live.accrue_forever,
+        "presence": node.run,
+        "watch-time": node.accrue_forever,
         # Interaction features register their events on `live` and their loops here.
         "draw-entries": draws.entries.run,
         "draw-expiry": draws.expire_forever,
@@ -226,7 +238,7 @@ async def create_app(settings: Settings) -> web.Application:
         loops["retention"] = privacy.purge_forever  # purges once at start, then daily
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
-    attach(sio, app)
+    attach(sio, app, live.leave_everyone)
     app.cleanup_ctx.append(_background(sio, loops, services, recovery))
     # After _background, so it is cleaned up first: report builds stop while the log is open.
     app.cleanup_ctx.append(reports.reports.lifecycle)

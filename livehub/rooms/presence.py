@@ -4,20 +4,54 @@ A viewer may hold several connections (tabs, nodes); they join on the first and
 leave on the last. Watch time accrues from join to leave, and every node accrues
 its connected viewers periodically so a crashed node loses at most one period.
 Joins and leaves are events in the log.
+
+``Presence`` keeps the room-wide counts in the state store. ``NodePresence`` is
+one node's share: the connections it holds, owned under a lease in the store
+(renewed every heartbeat) with the node's last heartbeat and each viewer's last
+activity. When a node's lease expires, a live node sweeps it: its viewers are
+released and their leaves recorded at their last sign of life (the node's last
+heartbeat, or the viewer's last event or join if later), never at the sweep
+time. A graceful stop records every leave in one batch before the sockets
+close. A node whose registration vanished from the store (a Redis restart
+without persistence, or a sweep after a stall) re-asserts its connections, so
+the counts are true again within a heartbeat. With a store private to one
+process (memory), a crash leaves joins without leaves in the log; they are
+closed on the next start at the room's last logged heartbeat.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, TypeVar
 
 import msgspec
 
+from livehub.errors import LivehubError
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import EventLog
+from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.recorder import Recorder
 from livehub.rooms.store import StateStore
+
+log = logging.getLogger("livehub.presence")
+
+JOIN: Final = "presence.join"
+LEAVE: Final = "presence.leave"
+#: a node's "these viewers are still here" in a room's log, every accrual period
+HEARTBEAT: Final = "presence.heartbeat"
+#: a node's lease lives this many heartbeats without renewal
+LEASE_BEATS: Final = 3
+#: watch time is accrued (and a heartbeat logged) every this many heartbeats
+ACCRUE_BEATS: Final = 6
+#: at most this many viewers are released at once (store calls in flight)
+RELEASE_CONCURRENCY: Final = 32
+_PAGE: Final = 5000
+
+RoomLookup = Callable[[str], Awaitable[Room]]
+_T = TypeVar("_T")
 
 
 class RoomStats(msgspec.Struct, frozen=True):
@@ -42,6 +76,28 @@ def _peak(room: str, scope: str) -> str:
     return f"peak:{room}:{scope}"
 
 
+NODES_KEY: Final = "presence:nodes"
+
+
+def lease_key(node: str) -> str:
+    """Exists (with a TTL of ``LEASE_BEATS`` heartbeats) while ``node`` is alive."""
+    return f"presence:lease:{node}"
+
+
+def seen_key(node: str) -> str:
+    """``node``'s last heartbeat (epoch seconds); its registration in the store."""
+    return f"presence:seen:{node}"
+
+
+def held_key(node: str) -> str:
+    """Hash of the viewers ``node`` holds connections of: ``Held`` per room and viewer."""
+    return f"presence:held:{node}"
+
+
+def _sweep_key(node: str) -> str:
+    return f"presence:sweep:{node}"
+
+
 class Presence:
     def __init__(
         self,
@@ -55,47 +111,50 @@ class Presence:
         self._clock = clock
         self._record = Recorder(log, clock)
 
-    async def join(self, room: Room, who: Principal) -> bool:
-        """Count a new connection; True when it is the viewer's first (they joined)."""
+    async def join(self, room: Room, who: Principal, conns: int = 1) -> bool:
+        """Count ``conns`` new connections; True when the viewer had none (they joined)."""
         now = self._clock()
-        count = await self._store.hincr(_conns(room.id), who.viewer_id, 1)
+        count = await self._store.hincr(_conns(room.id), who.viewer_id, conns)
         await self._counters.seen(room.id, room.scope, who.viewer_id, now)
-        if count != 1:
+        if count != conns:
             return False
         await self._store.hset(_who(room.id), {who.viewer_id: msgspec.json.encode(who).decode()})
         await self._store.hset(_accrued(room.id), {who.viewer_id: repr(now)})
         viewers = await self._store.hlen(_conns(room.id))
         await self._store.set_max(_peak(room.id, room.scope), viewers)
-        await self._record(
-            room, who.viewer_id, "presence.join", {"name": who.name, "role": who.role}
-        )
+        await self._record(room, who.viewer_id, JOIN, {"name": who.name, "role": who.role})
         return True
 
-    async def leave(self, room: Room, who: Principal) -> bool:
-        """Count a closed connection; True when it was the viewer's last (they left)."""
-        count = await self._store.hincr(_conns(room.id), who.viewer_id, -1)
+    async def leave(
+        self, room: Room, who: Principal, conns: int = 1, at: float | None = None
+    ) -> bool:
+        """Count ``conns`` closed connections; True when they were the viewer's last (they
+        left). ``at`` is when they were last seen (the leave's time), now by default."""
+        at = self._clock() if at is None else at
+        count = await self._store.hincr(_conns(room.id), who.viewer_id, -conns)
         if count < 0:  # a leave without a join (a node restarted in between): nothing to do
             await self._store.hdel(_conns(room.id), who.viewer_id)
             return False
-        await self.accrue(room, who.viewer_id)
-        await self._counters.seen(room.id, room.scope, who.viewer_id, self._clock())
+        await self.accrue(room, who.viewer_id, at)
+        await self._counters.seen(room.id, room.scope, who.viewer_id, at)
         if count > 0:
             return False
         await self._store.hdel(_conns(room.id), who.viewer_id)
         await self._store.hdel(_accrued(room.id), who.viewer_id)
         await self._store.hdel(_who(room.id), who.viewer_id)
-        await self._record(room, who.viewer_id, "presence.leave", {})
+        await self._record(room, who.viewer_id, LEAVE, {}, at)
         return True
 
-    async def accrue(self, room: Room, viewer_id: str) -> float:
-        """Add the watch time since the last accrual; returns the seconds added."""
-        now = self._clock()
+    async def accrue(self, room: Room, viewer_id: str, until: float | None = None) -> float:
+        """Add the watch time since the last accrual (up to ``until``, now by default);
+        returns the seconds added."""
+        now = self._clock() if until is None else until
         last = await self._store.hget(_accrued(room.id), viewer_id)
         if last is None:
             return 0.0
-        await self._store.hset(_accrued(room.id), {viewer_id: repr(now)})
         seconds = max(0.0, now - float(last))
         if seconds:
+            await self._store.hset(_accrued(room.id), {viewer_id: repr(now)})
             await self._counters.add_watch(room.id, room.scope, viewer_id, seconds)
         return seconds
 
@@ -109,3 +168,328 @@ class Presence:
         raw = await self._store.hgetall(_who(room_id))
         decoder = msgspec.json.Decoder(Principal)
         return sorted((decoder.decode(v) for v in raw.values()), key=lambda p: p.name)
+
+    async def heartbeat(self, room: Room, node: str, viewers: int) -> None:
+        """Log that ``node`` still held ``viewers`` viewers of ``room`` now."""
+        await self._record(room, f"node:{node}", HEARTBEAT, {"node": node, "viewers": viewers})
+
+    async def close_dangling(self, room: Room, events: EventLog) -> int:
+        """Record a leave for every viewer the log still has joined in ``room``, at the
+        room's last logged heartbeat after their join (or their join). Only for a store
+        private to this process, on start: nobody is connected yet, so every join the
+        log has without its leave is a connection a crash cut off. Returns the leaves."""
+        joined: dict[str, Event] = {}
+        beats: list[Event] = []
+        after = 0
+        while page := await events.by_kinds(
+            room.id, (JOIN, LEAVE, HEARTBEAT), after_id=after, limit=_PAGE
+        ):
+            for event in page:
+                if event.kind == JOIN:
+                    joined.setdefault(event.actor, event)
+                elif event.kind == LEAVE:
+                    joined.pop(event.actor, None)
+                else:
+                    beats.append(event)
+            after = page[-1].id
+            beats = beats[-1:]
+        last_beat = beats[-1] if beats else None
+        for viewer_id, join in joined.items():
+            at = join.ts
+            if last_beat is not None and last_beat.id > join.id:
+                at = max(at, last_beat.ts)
+            await self._record(room, viewer_id, LEAVE, {}, at)
+        if joined:
+            log.warning("room %s: %d leaves a crash cut off recorded", room.id, len(joined))
+        return len(joined)
+
+
+class Held(msgspec.Struct):
+    """One viewer whose connections a node holds (kept in the node's hash in the store)."""
+
+    who: Principal
+    conns: int
+    since: float  # when this node first held them
+    active: float  # their last event through this node
+
+    def last_seen(self, heartbeat: float) -> float:
+        return max(heartbeat, self.since, self.active)
+
+
+_encode_held = msgspec.json.Encoder().encode
+_decode_held = msgspec.json.Decoder(Held).decode
+
+
+def _field(room: str, viewer_id: str) -> str:
+    return f"{room}\n{viewer_id}"
+
+
+async def _bounded(jobs: Iterable[Awaitable[_T]], limit: int = RELEASE_CONCURRENCY) -> list[_T]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Awaitable[_T]) -> _T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+class NodePresence:
+    """This node's connections, owned under a lease in the store (see the module doc)."""
+
+    def __init__(
+        self,
+        presence: Presence,
+        store: StateStore,
+        log: EventLog,
+        rooms: RoomLookup,
+        node: str,
+        heartbeat: float,
+        *,
+        shared: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._presence = presence
+        self._store = store
+        self._log = log
+        self._rooms = rooms
+        self.node = node
+        self.heartbeat = heartbeat
+        self._shared = shared
+        self._clock = clock
+        self._held: dict[tuple[str, str], Held] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._registered = False
+        self._renewed_since: float | None = None
+        self._closed = False
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.heartbeat * LEASE_BEATS
+
+    def holds(self) -> dict[tuple[str, str], int]:
+        """(room, viewer) -> connections this node holds."""
+        return {key: held.conns for key, held in self._held.items()}
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def connected(self, room: Room, who: Principal) -> bool:
+        """A connection opened here; True when the viewer joined the room."""
+        key = (room.id, who.viewer_id)
+        now = self._clock()
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = Held(who, 0, now, now)
+        held.conns += 1
+        held.active = now
+        try:
+            # held before counted: a crash in between is swept as "never joined"
+            await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
+            return await self._presence.join(room, who)
+        except BaseException:
+            self._drop(key)
+            raise
+
+    async def disconnected(self, room: Room, who: Principal) -> bool:
+        """A connection closed here; True when it was the viewer's last (they left)."""
+        key = (room.id, who.viewer_id)
+        held = self._held.get(key)
+        if held is None:  # already released (a graceful stop recorded the leave)
+            return False
+        remaining = self._drop(key)
+        left = await self._presence.leave(room, who)
+        if remaining:
+            await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
+        else:
+            await self._store.hdel(held_key(self.node), _field(*key))
+        return left
+
+    def active(self, room_id: str, viewer_id: str) -> None:
+        """The viewer sent an event through this node (written with the next heartbeat)."""
+        key = (room_id, viewer_id)
+        held = self._held.get(key)
+        if held is not None:
+            held.active = self._clock()
+            self._dirty.add(key)
+
+    def _drop(self, key: tuple[str, str]) -> int:
+        held = self._held[key]
+        held.conns -= 1
+        if held.conns <= 0:
+            del self._held[key]
+            self._dirty.discard(key)
+        return max(held.conns, 0)
+
+    # -- the lease -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervised loop: one heartbeat every ``heartbeat`` seconds."""
+        self._renewed_since = None  # a restart after a failure: not trusted to sweep yet
+        try:
+            while True:
+                await self.beat()
+                await asyncio.sleep(self.heartbeat)
+        finally:
+            self._renewed_since = None
+
+    async def beat(self) -> None:
+        """Renew the lease (re-asserting what the store lost), write the heartbeat and
+        the viewers' activity, and sweep the nodes whose lease expired."""
+        if self._closed:
+            return
+        now = self._clock()
+        await self.renew()
+        if self._renewed_since is None:
+            self._renewed_since = now
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            entries = {_field(*k): _held_json(self._held[k]) for k in dirty if k in self._held}
+            if entries:
+                await self._store.hset(held_key(self.node), entries)
+        if self._shared and now - self._renewed_since >= self.lease_seconds:
+            await self.sweep()
+
+    async def renew(self) -> None:
+        """Renew this node's lease; when its registration is gone from the store (a Redis
+        restart without persistence, or a sweep while this node stalled), re-assert every
+        connection it holds first. Also the node's part of a recovery rebuild."""
+        if self._closed:
+            return
+        if self._registered and await self._store.get(seen_key(self.node)) is None:
+            await self._reassert()
+        now = self._clock()
+        await self._store.set(lease_key(self.node), repr(now), ttl=self.lease_seconds)
+        await self._store.set(seen_key(self.node), repr(now))
+        if not self._registered:
+            await self._store.sadd(NODES_KEY, self.node)
+            self._registered = True
+
+    async def _reassert(self) -> None:
+        held = list(self._held.items())
+        log.warning(
+            "node %s: its connections were gone from the store; re-asserting %d viewers",
+            self.node,
+            len(held),
+        )
+        await self._store.sadd(NODES_KEY, self.node)
+        if held:
+            await self._store.hset(
+                held_key(self.node), {_field(*key): _held_json(h) for key, h in held}
+            )
+
+        async def one(h: Held) -> bool:
+            try:
+                room = await self._rooms(h.who.room)
+            except LivehubError:
+                return False
+            return await self._presence.join(room, h.who, h.conns)
+
+        await _bounded(one(h) for _, h in held)
+
+    async def sweep(self) -> int:
+        """Release the viewers of every node whose lease expired (once: the sweep is
+        claimed in the store); returns the nodes swept."""
+        swept = 0
+        for node in await self._store.smembers(NODES_KEY):
+            if node == self.node or await self._store.get(lease_key(node)) is not None:
+                continue
+            if not await self._store.set_if_absent(
+                _sweep_key(node), self.node, ttl=self.lease_seconds
+            ):
+                continue
+            await self._release_node(node)
+            swept += 1
+        return swept
+
+    async def _release_node(self, node: str) -> None:
+        raw_seen = await self._store.get(seen_key(node))
+        heartbeat = float(raw_seen) if raw_seen is not None else 0.0
+        entries = await self._store.hgetall(held_key(node))
+
+        async def one(field: str, raw: str) -> bool:
+            held = _decode_held(raw)
+            left = False
+            try:
+                room = await self._rooms(held.who.room)
+            except LivehubError:
+                pass
+            else:
+                at = held.last_seen(heartbeat)
+                left = await self._presence.leave(room, held.who, held.conns, at)
+            await self._store.hdel(held_key(node), field)
+            return left
+
+        left = await _bounded(one(f, raw) for f, raw in entries.items())
+        await self._store.delete(held_key(node), seen_key(node))
+        await self._store.srem(NODES_KEY, node)
+        log.warning(
+            "node %s's lease expired: %d viewers released at its last heartbeat, %d left",
+            node,
+            len(entries),
+            sum(left),
+        )
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def leave_all(self) -> int:
+        """A graceful stop: record every leave now, in one batch, and give up the lease
+        (before the sockets close; their disconnects then find nothing to do)."""
+        self._closed = True
+        held, self._held = self._held, {}
+        self._dirty.clear()
+        now = self._clock()
+
+        async def one(h: Held) -> bool:
+            try:
+                room = await self._rooms(h.who.room)
+            except LivehubError:
+                return False
+            return await self._presence.leave(room, h.who, h.conns, now)
+
+        left = await _bounded(one(h) for h in held.values())
+        await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
+        await self._store.srem(NODES_KEY, self.node)
+        log.info("node %s stopping: %d leaves recorded", self.node, sum(left))
+        return sum(left)
+
+    # -- watch time and the log's heartbeat ---------------------------------------------------
+
+    async def accrue_forever(self) -> None:
+        """Supervised loop: accrue the watch time of the viewers held here, and log a
+        heartbeat per room they are in, every ``ACCRUE_BEATS`` heartbeats."""
+        while True:
+            await asyncio.sleep(self.heartbeat * ACCRUE_BEATS)
+            await self.accrue_all()
+
+    async def accrue_all(self) -> None:
+        by_room: dict[str, int] = {}
+        for room_id, _ in self._held:
+            by_room[room_id] = by_room.get(room_id, 0) + 1
+        for room_id, viewers in by_room.items():
+            try:
+                room = await self._rooms(room_id)
+            except LivehubError:
+                continue
+            await self._presence.heartbeat(room, self.node, viewers)
+            await _bounded(
+                self._presence.accrue(room, viewer)
+                for (r, viewer) in list(self._held)
+                if r == room_id
+            )
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def settle(self, room_id: str) -> None:
+        """Recovery's per-room part: with a store private to this process, close the
+        joins a crash left open in the log (see ``Presence.close_dangling``)."""
+        if self._shared:
+            return  # the nodes' leases settle them
+        try:
+            room = await self._rooms(room_id)
+        except LivehubError:
+            return
+        await self._presence.close_dangling(room, self._log)
+
+
+def _held_json(held: Held) -> str:
+    return _encode_held(held).decode()
