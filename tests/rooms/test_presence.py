@@ -8,11 +8,21 @@ from pathlib import Path
 import pytest
 from fake_clock import Clock
 
+from livehub.errors import NotFound
 from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import NO_STREAM, Principal, Room, Stream
-from livehub.rooms.presence import Presence, RoomStats
+from livehub.rooms.presence import (
+    HEARTBEAT,
+    NODES_KEY,
+    Held,
+    NodePresence,
+    Presence,
+    RoomStats,
+    held_key,
+    lease_key,
+)
 
 
 @pytest.fixture
@@ -223,3 +233,244 @@ async def test_first_and_last_seen(presence: Presence, counters: Counters, clock
     assert (viewer["first_seen"], viewer["last_seen"]) == (100.0, 300.0)
     # Counters are per stream: nothing was recorded outside it.
     assert await counters.viewer("r1", NO_STREAM, "v_ann") == {}
+
+
+# -- one node's share: leases, sweeps, a graceful stop, a crash on the memory store ------------
+
+BEAT = 2.0  # heartbeat seconds; lease: 3 heartbeats = 6 s
+
+
+async def live_room(room_id: str) -> Room:
+    if room_id != "r1":
+        raise NotFound("room_not_found", room_id)
+    return LIVE
+
+
+def node(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock, name: str
+) -> NodePresence:
+    return NodePresence(presence, store, log, live_room, name, BEAT, shared=True, clock=clock)
+
+
+async def leaves(log: EventLog) -> dict[str, float]:
+    return {e.actor: e.ts for e in await presence_events(log) if e.kind == "presence.leave"}
+
+
+async def test_a_dead_nodes_viewers_leave_at_its_last_heartbeat(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    await a.beat()
+    await b.beat()
+    await a.connected(LIVE, ANN)  # 100
+    await b.connected(LIVE, BOB)
+    clock.now = 104.0
+    await a.beat()  # a's last heartbeat
+    await b.beat()
+    clock.now = 105.0
+    await a.connected(LIVE, CY)  # joined after a's last heartbeat
+    assert (await presence.stats(LIVE)).viewers == 3
+    # a dies; b renews its lease every heartbeat; nothing is swept before a's lease ends
+    clock.now = 108.0
+    await b.beat()
+    assert (await presence.stats(LIVE)).viewers == 3
+    clock.now = 110.5
+    await b.beat()
+    assert (await presence.stats(LIVE)).viewers == 1
+    assert await leaves(log) == {"v_ann": 104.0, "v_cy": 105.0}
+    assert await presence.roster("r1") == [BOB]
+    assert await store.smembers(NODES_KEY) == {"b"}
+    assert await store.hgetall(held_key("a")) == {}
+    # Ann's watch time ends at a's last heartbeat, not at the sweep
+    assert (await counters_of(presence, store, "v_ann"))["watch_seconds"] == 4.0
+
+
+async def counters_of(presence: Presence, store: MemoryStore, viewer: str) -> dict[str, float]:
+    return await Counters(store).viewer("r1", "s_1", viewer)
+
+
+async def test_a_viewer_still_on_another_node_does_not_leave(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    for n in (a, b):
+        await n.beat()
+        await n.connected(LIVE, ANN)
+    clock.now = 107.0
+    await b.beat()  # sweeps a
+    assert await store.smembers(NODES_KEY) == {"b"}
+    assert (await presence.stats(LIVE)).viewers == 1
+    assert await leaves(log) == {}
+    assert await b.disconnected(LIVE, ANN) is True
+    assert await leaves(log) == {"v_ann": 107.0}
+
+
+async def test_a_dead_node_is_swept_once(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b, c = (node(presence, store, log, clock, n) for n in ("a", "b", "c"))
+    for n in (a, b, c):
+        await n.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, ANN)  # two tabs: two connections released together
+    clock.now = 107.0
+    await b.renew()
+    await c.renew()
+    swept = [await b.sweep(), await c.sweep(), await b.sweep()]
+    assert swept == [1, 0, 0]
+    assert [e.kind for e in await presence_events(log)] == ["presence.join", "presence.leave"]
+    assert await store.hgetall("conns:r1") == {}
+
+
+async def test_a_node_sweeps_only_once_its_own_lease_held_for_a_lease(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    """After a store outage every lease may have run out: a node that has not renewed
+    its own for a whole lease since must not take the others for dead."""
+    a = node(presence, store, log, clock, "a")
+    await a.beat()
+    await a.connected(LIVE, ANN)
+    clock.now = 200.0  # an outage: a's lease ran out, and nobody renewed for a while
+    b = node(presence, store, log, clock, "b")
+    await b.beat()  # b is back first: not trusted yet
+    assert (await presence.stats(LIVE)).viewers == 1
+    clock.now = 202.0
+    await a.beat()  # a is back too and renews
+    clock.now = 206.0
+    await a.beat()
+    await b.beat()
+    assert (await presence.stats(LIVE)).viewers == 1
+    assert await leaves(log) == {}
+
+
+async def test_a_node_swept_while_it_stalled_reasserts_its_viewers(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    await a.beat()
+    await b.beat()
+    await a.connected(LIVE, ANN)
+    clock.now = 107.0
+    await b.beat()  # a stalled past its lease: swept
+    assert (await presence.stats(LIVE)).viewers == 0
+    clock.now = 108.0
+    await a.beat()  # a is back: its registration is gone, so it re-asserts
+    assert (await presence.stats(LIVE)).viewers == 1
+    assert await presence.roster("r1") == [ANN]
+    kinds = [(e.kind, e.ts) for e in await presence_events(log)]
+    assert kinds == [("presence.join", 100.0), ("presence.leave", 100.0), ("presence.join", 108.0)]
+    assert await a.disconnected(LIVE, ANN) is True
+    assert (await presence.stats(LIVE)).viewers == 0
+
+
+async def test_activity_after_a_heartbeat_moves_the_leave(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    await a.beat()
+    await b.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    clock.now = 103.0
+    a.active("r1", "v_ann")
+    a.active("r1", "v_nobody")  # not held here: ignored
+    clock.now = 103.5
+    await a.beat()  # the heartbeat writes Ann's activity
+    clock.now = 110.0
+    await b.beat()
+    assert await leaves(log) == {"v_ann": 103.5, "v_bob": 103.5}
+    held = Held(ANN, 1, 100.0, 104.0)
+    assert held.last_seen(103.5) == 104.0
+
+
+async def test_a_graceful_stop_records_every_leave_at_once(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await a.beat()
+    viewers = [
+        Principal(room="r1", viewer_id=f"v_{i}", name=f"V{i}", role="viewer") for i in range(80)
+    ]
+    for who in viewers:
+        await a.connected(LIVE, who)
+    await a.connected(LIVE, viewers[0])
+    clock.now = 130.0
+    assert await a.leave_all() == 80
+    assert await leaves(log) == {w.viewer_id: 130.0 for w in viewers}
+    assert (await presence.stats(LIVE)).viewers == 0
+    assert await store.get(lease_key("a")) is None
+    assert await store.smembers(NODES_KEY) == set()
+    # the sockets closing afterwards have nothing left to record
+    assert await a.disconnected(LIVE, viewers[0]) is False
+    await a.beat()  # and a heartbeat after the stop registers nothing
+    assert await store.smembers(NODES_KEY) == set()
+    assert len(await leaves(log)) == 80
+
+
+async def test_a_refused_store_write_keeps_no_connection(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await store.set(held_key("a"), "not a hash")  # every hash write to it fails
+    with pytest.raises(Exception):  # noqa: B017 - whatever the store raises
+        await a.connected(LIVE, ANN)
+    assert a.holds() == {}
+    assert (await presence.stats(LIVE)).viewers == 0
+
+
+async def test_accrual_logs_a_heartbeat_per_room(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    clock.now = 130.0
+    await a.accrue_all()
+    [beat] = [e for e in await presence_events(log) if e.kind == HEARTBEAT]
+    assert (beat.actor, beat.ts, beat.data, beat.stream) == (
+        "node:a",
+        130.0,
+        {"node": "a", "viewers": 2},
+        "s_1",
+    )
+    assert (await counters_of(presence, store, "v_ann"))["watch_seconds"] == 30.0
+
+
+async def test_a_crash_on_the_memory_store_is_settled_at_the_last_heartbeat(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    before = node(presence, store, log, clock, "a")  # the run that crashes
+    await before.connected(LIVE, ANN)  # 100
+    await before.connected(LIVE, CY)
+    clock.now = 110.0
+    await before.disconnected(LIVE, CY)  # left properly
+    clock.now = 130.0
+    await before.accrue_all()  # logged heartbeat
+    clock.now = 140.0
+    await before.connected(LIVE, BOB)  # joined after it
+    clock.now = 155.0  # crash; the next run starts on an empty store
+    fresh = MemoryStore(clock=clock)
+    after = NodePresence(
+        Presence(fresh, log, Counters(fresh), clock=clock),
+        fresh,
+        log,
+        live_room,
+        "b",
+        BEAT,
+        shared=False,
+        clock=clock,
+    )
+    await after.settle("r1")
+    assert await leaves(log) == {"v_cy": 110.0, "v_ann": 130.0, "v_bob": 140.0}
+    await after.settle("r1")  # settled once
+    await after.settle("nope")  # a room that is gone: nothing
+    assert len([e for e in await presence_events(log) if e.kind == "presence.leave"]) == 3
+
+
+async def test_a_shared_store_is_settled_by_leases_not_the_log(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await a.connected(LIVE, ANN)
+    await node(presence, store, log, clock, "b").settle("r1")
+    assert await leaves(log) == {}
