@@ -22,10 +22,11 @@ closed on the next start at the room's last logged heartbeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import msgspec
 
@@ -60,7 +61,7 @@ class RoomStats(msgspec.Struct, frozen=True):
     likes: int
 
 
-def _conns(room: str) -> str:
+def conns_key(room: str) -> str:
     return f"conns:{room}"
 
 
@@ -114,13 +115,13 @@ class Presence:
     async def join(self, room: Room, who: Principal, conns: int = 1) -> bool:
         """Count ``conns`` new connections; True when the viewer had none (they joined)."""
         now = self._clock()
-        count = await self._store.hincr(_conns(room.id), who.viewer_id, conns)
+        count = await self._store.hincr(conns_key(room.id), who.viewer_id, conns)
         await self._counters.seen(room.id, room.scope, who.viewer_id, now)
         if count != conns:
             return False
         await self._store.hset(_who(room.id), {who.viewer_id: msgspec.json.encode(who).decode()})
         await self._store.hset(_accrued(room.id), {who.viewer_id: repr(now)})
-        viewers = await self._store.hlen(_conns(room.id))
+        viewers = await self._store.hlen(conns_key(room.id))
         await self._store.set_max(_peak(room.id, room.scope), viewers)
         await self._record(room, who.viewer_id, JOIN, {"name": who.name, "role": who.role})
         return True
@@ -131,15 +132,15 @@ class Presence:
         """Count ``conns`` closed connections; True when they were the viewer's last (they
         left). ``at`` is when they were last seen (the leave's time), now by default."""
         at = self._clock() if at is None else at
-        count = await self._store.hincr(_conns(room.id), who.viewer_id, -conns)
+        count = await self._store.hincr(conns_key(room.id), who.viewer_id, -conns)
         if count < 0:  # a leave without a join (a node restarted in between): nothing to do
-            await self._store.hdel(_conns(room.id), who.viewer_id)
+            await self._store.hdel(conns_key(room.id), who.viewer_id)
             return False
         await self.accrue(room, who.viewer_id, at)
         await self._counters.seen(room.id, room.scope, who.viewer_id, at)
         if count > 0:
             return False
-        await self._store.hdel(_conns(room.id), who.viewer_id)
+        await self._store.hdel(conns_key(room.id), who.viewer_id)
         await self._store.hdel(_accrued(room.id), who.viewer_id)
         await self._store.hdel(_who(room.id), who.viewer_id)
         await self._record(room, who.viewer_id, LEAVE, {}, at)
@@ -159,7 +160,7 @@ class Presence:
         return seconds
 
     async def stats(self, room: Room) -> RoomStats:
-        viewers = await self._store.hlen(_conns(room.id))
+        viewers = await self._store.hlen(conns_key(room.id))
         peak = int(await self._store.get(_peak(room.id, room.scope)) or 0)
         likes = (await self._counters.room(room.id, room.scope)).get("likes", 0)
         return RoomStats(viewers=viewers, peak=max(peak, viewers), likes=likes)
@@ -225,13 +226,19 @@ def _field(room: str, viewer_id: str) -> str:
 
 
 async def _bounded(jobs: Iterable[Awaitable[_T]], limit: int = RELEASE_CONCURRENCY) -> list[_T]:
+    """Await ``jobs``, ``limit`` at a time; every job runs to its end before the first
+    error (if any) is raised, so none is left half done in the background."""
     gate = asyncio.Semaphore(limit)
 
     async def one(job: Awaitable[_T]) -> _T:
         async with gate:
             return await job
 
-    return list(await asyncio.gather(*(one(job) for job in jobs)))
+    results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[_T], results)
 
 
 class NodePresence:
@@ -260,6 +267,7 @@ class NodePresence:
         self._held: dict[tuple[str, str], Held] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._registered = False
+        self._renewing = asyncio.Lock()  # the heartbeat and a recovery rebuild both renew
         self._renewed_since: float | None = None
         self._closed = False
 
@@ -353,18 +361,22 @@ class NodePresence:
         """Renew this node's lease; when its registration is gone from the store (a Redis
         restart without persistence, or a sweep while this node stalled), re-assert every
         connection it holds first. Also the node's part of a recovery rebuild."""
-        if self._closed:
-            return
-        if self._registered and await self._store.get(seen_key(self.node)) is None:
-            await self._reassert()
-        now = self._clock()
-        await self._store.set(lease_key(self.node), repr(now), ttl=self.lease_seconds)
-        await self._store.set(seen_key(self.node), repr(now))
-        if not self._registered:
-            await self._store.sadd(NODES_KEY, self.node)
-            self._registered = True
+        async with self._renewing:
+            if self._closed:
+                return
+            if self._registered and await self._store.get(seen_key(self.node)) is None:
+                await self._reassert()
+            now = self._clock()
+            await self._store.set(lease_key(self.node), repr(now), ttl=self.lease_seconds)
+            await self._store.set(seen_key(self.node), repr(now))
+            if not self._registered:
+                await self._store.sadd(NODES_KEY, self.node)
+                self._registered = True
 
     async def _reassert(self) -> None:
+        """Count every connection held here again. Each viewer is counted, then marked in
+        the node's hash; one already marked is skipped, so a re-assert cut short by a
+        store error is finished by the next heartbeat without counting anyone twice."""
         held = list(self._held.items())
         log.warning(
             "node %s: its connections were gone from the store; re-asserting %d viewers",
@@ -372,19 +384,16 @@ class NodePresence:
             len(held),
         )
         await self._store.sadd(NODES_KEY, self.node)
-        if held:
-            await self._store.hset(
-                held_key(self.node), {_field(*key): _held_json(h) for key, h in held}
-            )
+        done = await self._store.hgetall(held_key(self.node))
 
-        async def one(h: Held) -> bool:
-            try:
-                room = await self._rooms(h.who.room)
-            except LivehubError:
-                return False
-            return await self._presence.join(room, h.who, h.conns)
+        async def one(key: tuple[str, str], h: Held) -> None:
+            if _field(*key) in done or self._held.get(key) is not h or h.conns <= 0:
+                return  # counted already, or gone meanwhile
+            with contextlib.suppress(LivehubError):
+                await self._presence.join(await self._rooms(h.who.room), h.who, h.conns)
+            await self._store.hset(held_key(self.node), {_field(*key): _held_json(h)})
 
-        await _bounded(one(h) for _, h in held)
+        await _bounded(one(k, h) for k, h in held)
 
     async def sweep(self) -> int:
         """Release the viewers of every node whose lease expired (once: the sweep is
