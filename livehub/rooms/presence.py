@@ -146,6 +146,12 @@ class Presence:
         await self._record(room, who.viewer_id, LEAVE, {}, at)
         return True
 
+    async def rejoined(self, room: Room, who: Principal, left_at: float, back_at: float) -> None:
+        """A viewer whose node died at ``left_at`` was back through another node at
+        ``back_at``, before the dead node was swept: the log gets the gap."""
+        await self._record(room, who.viewer_id, LEAVE, {}, left_at)
+        await self._record(room, who.viewer_id, JOIN, {"name": who.name, "role": who.role}, back_at)
+
     async def accrue(self, room: Room, viewer_id: str, until: float | None = None) -> float:
         """Add the watch time since the last accrual (up to ``until``, now by default);
         returns the seconds added."""
@@ -414,9 +420,11 @@ class NodePresence:
         raw_seen = await self._store.get(seen_key(node))
         heartbeat = float(raw_seen) if raw_seen is not None else 0.0
         entries = await self._store.hgetall(held_key(node))
+        back = await self._earliest_elsewhere(node)
 
         async def one(field: str, raw: str) -> bool:
             held = _decode_held(raw)
+            key = (held.who.room, held.who.viewer_id)
             left = False
             try:
                 room = await self._rooms(held.who.room)
@@ -425,6 +433,9 @@ class NodePresence:
             else:
                 at = held.last_seen(heartbeat)
                 left = await self._presence.leave(room, held.who, held.conns, at)
+                if not left and key in back and back[key] > at:
+                    # reconnected elsewhere after the crash: the outage was not watched
+                    await self._presence.rejoined(room, held.who, at, back[key])
             await self._store.hdel(held_key(node), field)
             return left
 
@@ -437,6 +448,18 @@ class NodePresence:
             len(entries),
             sum(left),
         )
+
+    async def _earliest_elsewhere(self, dead: str) -> dict[tuple[str, str], float]:
+        """(room, viewer) -> when the first connection other nodes hold of them opened."""
+        earliest: dict[tuple[str, str], float] = {}
+        for node in await self._store.smembers(NODES_KEY):
+            if node == dead:
+                continue
+            for raw in (await self._store.hgetall(held_key(node))).values():
+                held = _decode_held(raw)
+                key = (held.who.room, held.who.viewer_id)
+                earliest[key] = min(earliest.get(key, held.since), held.since)
+        return earliest
 
     # -- stopping ------------------------------------------------------------------------
 

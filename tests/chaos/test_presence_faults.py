@@ -202,9 +202,11 @@ async def test_kill_9_of_one_node_converges_within_a_lease_with_leaves_at_its_la
             assert r.exists(lease_key(dead)) == 1, "swept before its lease ran out"
         assert heartbeat > 0 and len(held) == 20
         expected = {h.who.viewer_id: h.last_seen(heartbeat) for h in held}
+        # one of them is back at once through b, before a is swept
+        back = await node_clients.connect(b, ROOM, mint_token(ROOM, "viewer", "V0", "v_a0"))
 
         await eventually(
-            lambda: count(redis_url) == 20 and len(last_leaves(data)) == 20,
+            lambda: count(redis_url) == 21 and len(last_leaves(data)) == 20,
             "the killed node's viewers removed and their leaves recorded",
         )
         converged_at = time.time()
@@ -213,8 +215,17 @@ async def test_kill_9_of_one_node_converges_within_a_lease_with_leaves_at_its_la
         # at their last heartbeat, before the kill: not at the sweep, a lease later
         assert max(leaves.values()) <= killed_at < converged_at
         assert converged_at - killed_at >= (3 - 1) * HEARTBEAT  # the lease, not sooner
+        # the one who came back: away from their last heartbeat until they reconnected
+        [*_, (kind, ts)] = [
+            (kind, ts)
+            for kind, actor, ts in db_rows(
+                data, "SELECT kind, actor, ts FROM events WHERE kind LIKE 'presence.%' ORDER BY id"
+            )
+            if actor == "v_a0"
+        ]
+        assert kind == "presence.join" and killed_at < ts < converged_at
         # the survivors are still counted and still leave normally
-        await asyncio.gather(*(c.close() for c in b_clients[:5]))
+        await asyncio.gather(*(c.close() for c in [*b_clients[:5], back]))
         await eventually(lambda: count(redis_url) == 15, "leaves on the live node")
         assert ids("v_b", 5) <= set(last_leaves(data))
 

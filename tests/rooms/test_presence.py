@@ -474,3 +474,28 @@ async def test_a_shared_store_is_settled_by_leases_not_the_log(
     await a.connected(LIVE, ANN)
     await node(presence, store, log, clock, "b").settle("r1")
     assert await leaves(log) == {}
+
+
+async def test_a_viewer_back_through_another_node_before_the_sweep_gets_the_gap(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    await a.beat()
+    await b.beat()
+    await a.connected(LIVE, ANN)  # 100
+    await b.connected(LIVE, BOB)  # Bob had a tab on b all along
+    await a.connected(LIVE, BOB)
+    clock.now = 104.0
+    await a.beat()  # a's last heartbeat
+    clock.now = 106.0
+    await b.connected(LIVE, ANN)  # Ann's client reconnects through b
+    clock.now = 110.5
+    await b.beat()  # a swept
+    assert (await presence.stats(LIVE)).viewers == 2
+    events = [(e.kind, e.actor, e.ts) for e in await presence_events(log)]
+    assert events == [
+        ("presence.join", "v_ann", 100.0),
+        ("presence.join", "v_bob", 100.0),
+        ("presence.leave", "v_ann", 104.0),
+        ("presence.join", "v_ann", 106.0),
+    ]
