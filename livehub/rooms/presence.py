@@ -32,9 +32,9 @@ import msgspec
 
 from livehub.errors import LivehubError
 from livehub.rooms.counters import Counters
-from livehub.rooms.eventlog import Event, EventLog
+from livehub.rooms.eventlog import Event, EventLog, NewEvent
 from livehub.rooms.models import Principal, Room
-from livehub.rooms.recorder import Recorder
+from livehub.rooms.recorder import Recorder, room_event
 from livehub.rooms.store import StateStore
 
 log = logging.getLogger("livehub.presence")
@@ -108,6 +108,7 @@ class Presence:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._log = log
         self._counters = counters
         self._clock = clock
         self._record = Recorder(log, clock)
@@ -131,20 +132,30 @@ class Presence:
     ) -> bool:
         """Count ``conns`` closed connections; True when they were the viewer's last (they
         left). ``at`` is when they were last seen (the leave's time), now by default."""
+        event = await self.release(room, who, conns, at)
+        if event is None:
+            return False
+        await self._log.append(event)
+        return True
+
+    async def release(
+        self, room: Room, who: Principal, conns: int = 1, at: float | None = None
+    ) -> NewEvent | None:
+        """``leave`` in the store only: the leave event to append when they left, else
+        None (for a caller that appends many leaves at once)."""
         at = self._clock() if at is None else at
         count = await self._store.hincr(conns_key(room.id), who.viewer_id, -conns)
         if count < 0:  # a leave without a join (a node restarted in between): nothing to do
             await self._store.hdel(conns_key(room.id), who.viewer_id)
-            return False
+            return None
         await self.accrue(room, who.viewer_id, at)
         await self._counters.seen(room.id, room.scope, who.viewer_id, at)
         if count > 0:
-            return False
+            return None
         await self._store.hdel(conns_key(room.id), who.viewer_id)
         await self._store.hdel(_accrued(room.id), who.viewer_id)
         await self._store.hdel(_who(room.id), who.viewer_id)
-        await self._record(room, who.viewer_id, LEAVE, {}, at)
-        return True
+        return room_event(room, LEAVE, who.viewer_id, {}, ts=at)
 
     async def rejoined(self, room: Room, who: Principal, left_at: float, back_at: float) -> None:
         """A viewer whose node died at ``left_at`` was back through another node at
@@ -201,11 +212,18 @@ class Presence:
             after = page[-1].id
             beats = beats[-1:]
         last_beat = beats[-1] if beats else None
-        for viewer_id, join in joined.items():
-            at = join.ts
+
+        def left_at(join: Event) -> float:
             if last_beat is not None and last_beat.id > join.id:
-                at = max(at, last_beat.ts)
-            await self._record(room, viewer_id, LEAVE, {}, at)
+                return max(join.ts, last_beat.ts)
+            return join.ts
+
+        await asyncio.gather(
+            *(
+                events.append(room_event(room, LEAVE, viewer_id, {}, ts=left_at(join)))
+                for viewer_id, join in joined.items()
+            )
+        )
         if joined:
             log.warning("room %s: %d leaves a crash cut off recorded", room.id, len(joined))
         return len(joined)
@@ -471,18 +489,20 @@ class NodePresence:
         self._dirty.clear()
         now = self._clock()
 
-        async def one(h: Held) -> bool:
+        async def one(h: Held) -> NewEvent | None:
             try:
                 room = await self._rooms(h.who.room)
             except LivehubError:
-                return False
-            return await self._presence.leave(room, h.who, h.conns, now)
+                return None
+            return await self._presence.release(room, h.who, h.conns, now)
 
-        left = await _bounded(one(h) for h in held.values())
+        leaves = [e for e in await _bounded(one(h) for h in held.values()) if e is not None]
+        # appended together: the log's writer commits them in one transaction (or a few)
+        await asyncio.gather(*(self._log.append(event) for event in leaves))
         await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
         await self._store.srem(NODES_KEY, self.node)
-        log.info("node %s stopping: %d leaves recorded", self.node, sum(left))
-        return sum(left)
+        log.info("node %s stopping: %d leaves recorded", self.node, len(leaves))
+        return len(leaves)
 
     # -- watch time and the log's heartbeat ---------------------------------------------------
 
