@@ -133,7 +133,6 @@ async def create_app(settings: Settings) -> web.Application:
     node = NodePresence(
         services.presence,
         services.store,
-        services.log,
         services.rooms.get,
         node_id,
         settings.heartbeat_seconds,

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, TypeVar, cast
 
 import msgspec
@@ -157,6 +157,11 @@ class Presence:
         await self._store.hdel(_who(room.id), who.viewer_id)
         return room_event(room, LEAVE, who.viewer_id, {}, ts=at)
 
+    async def append_all(self, events: Sequence[NewEvent]) -> None:
+        """Append ``events`` together: the log's writer commits them in one transaction
+        (or a few), where one append after another would commit each alone."""
+        await asyncio.gather(*(self._log.append(event) for event in events))
+
     async def rejoined(self, room: Room, who: Principal, left_at: float, back_at: float) -> None:
         """A viewer whose node died at ``left_at`` was back through another node at
         ``back_at``, before the dead node was swept: the log gets the gap."""
@@ -191,7 +196,7 @@ class Presence:
         """Log that ``node`` still held ``viewers`` viewers of ``room`` now."""
         await self._record(room, f"node:{node}", HEARTBEAT, {"node": node, "viewers": viewers})
 
-    async def close_dangling(self, room: Room, events: EventLog) -> int:
+    async def close_dangling(self, room: Room) -> int:
         """Record a leave for every viewer the log still has joined in ``room``, at the
         room's last logged heartbeat after their join (or their join). Only for a store
         private to this process, on start: nobody is connected yet, so every join the
@@ -199,7 +204,7 @@ class Presence:
         joined: dict[str, Event] = {}
         beats: list[Event] = []
         after = 0
-        while page := await events.by_kinds(
+        while page := await self._log.by_kinds(
             room.id, (JOIN, LEAVE, HEARTBEAT), after_id=after, limit=_PAGE
         ):
             for event in page:
@@ -218,11 +223,8 @@ class Presence:
                 return max(join.ts, last_beat.ts)
             return join.ts
 
-        await asyncio.gather(
-            *(
-                events.append(room_event(room, LEAVE, viewer_id, {}, ts=left_at(join)))
-                for viewer_id, join in joined.items()
-            )
+        await self.append_all(
+            [room_event(room, LEAVE, v, {}, ts=left_at(join)) for v, join in joined.items()]
         )
         if joined:
             log.warning("room %s: %d leaves a crash cut off recorded", room.id, len(joined))
@@ -272,7 +274,6 @@ class NodePresence:
         self,
         presence: Presence,
         store: StateStore,
-        log: EventLog,
         rooms: RoomLookup,
         node: str,
         heartbeat: float,
@@ -282,7 +283,6 @@ class NodePresence:
     ) -> None:
         self._presence = presence
         self._store = store
-        self._log = log
         self._rooms = rooms
         self.node = node
         self.heartbeat = heartbeat
@@ -497,8 +497,7 @@ class NodePresence:
             return await self._presence.release(room, h.who, h.conns, now)
 
         leaves = [e for e in await _bounded(one(h) for h in held.values()) if e is not None]
-        # appended together: the log's writer commits them in one transaction (or a few)
-        await asyncio.gather(*(self._log.append(event) for event in leaves))
+        await self._presence.append_all(leaves)
         await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
         await self._store.srem(NODES_KEY, self.node)
         log.info("node %s stopping: %d leaves recorded", self.node, len(leaves))
@@ -540,7 +539,7 @@ class NodePresence:
             room = await self._rooms(room_id)
         except LivehubError:
             return
-        await self._presence.close_dangling(room, self._log)
+        await self._presence.close_dangling(room)
 
 
 def _held_json(held: Held) -> str:

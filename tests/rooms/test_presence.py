@@ -249,7 +249,7 @@ async def live_room(room_id: str) -> Room:
 def node(
     presence: Presence, store: MemoryStore, log: EventLog, clock: Clock, name: str
 ) -> NodePresence:
-    return NodePresence(presence, store, log, live_room, name, BEAT, shared=True, clock=clock)
+    return NodePresence(presence, store, live_room, name, BEAT, shared=True, clock=clock)
 
 
 async def leaves(log: EventLog) -> dict[str, float]:
@@ -453,7 +453,6 @@ async def test_a_crash_on_the_memory_store_is_settled_at_the_last_heartbeat(
     after = NodePresence(
         Presence(fresh, log, Counters(fresh), clock=clock),
         fresh,
-        log,
         live_room,
         "b",
         BEAT,
