@@ -157,6 +157,10 @@ class Presence:
         await self._store.hdel(_who(room.id), who.viewer_id)
         return room_event(room, LEAVE, who.viewer_id, {}, ts=at)
 
+    async def present(self, room: Room, who: Principal) -> bool:
+        """Whether any node counts a connection of the viewer now."""
+        return await self._store.hget(conns_key(room.id), who.viewer_id) is not None
+
     async def append_all(self, events: Sequence[NewEvent]) -> None:
         """Append ``events`` together: the log's writer commits them in one transaction
         (or a few), where one append after another would commit each alone."""
@@ -231,6 +235,18 @@ class Presence:
         return len(joined)
 
 
+class Unsettled(msgspec.Struct):
+    """A closed connection, until the store and the log have it (a failed try is
+    retried with each heartbeat)."""
+
+    room: Room
+    who: Principal
+    at: float
+    generation: int  # the node's re-asserts when it closed
+    counted: bool = False  # the store took it; only ``leave`` may be left to append
+    leave: NewEvent | None = None
+
+
 class Held(msgspec.Struct):
     """One viewer whose connections a node holds (kept in the node's hash in the store)."""
 
@@ -294,6 +310,8 @@ class NodePresence:
         self._renewing = asyncio.Lock()  # the heartbeat and a recovery rebuild both renew
         self._renewed_since: float | None = None
         self._closed = False
+        self._generation = 0  # re-asserts so far
+        self._unsettled: list[Unsettled] = []  # closed connections the store did not take
 
     @property
     def lease_seconds(self) -> float:
@@ -323,18 +341,51 @@ class NodePresence:
             raise
 
     async def disconnected(self, room: Room, who: Principal) -> bool:
-        """A connection closed here; True when it was the viewer's last (they left)."""
-        key = (room.id, who.viewer_id)
-        held = self._held.get(key)
+        """A connection closed here; True when it was the viewer's last (they left).
+
+        When the store fails, the leave is kept and recorded with a later heartbeat,
+        at the time the connection closed."""
+        held = self._held.get((room.id, who.viewer_id))
         if held is None:  # already released (a graceful stop recorded the leave)
             return False
-        remaining = self._drop(key)
-        left = await self._presence.leave(room, who)
-        if remaining:
-            await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
-        else:
-            await self._store.hdel(held_key(self.node), _field(*key))
-        return left
+        self._drop((room.id, who.viewer_id))
+        pending = Unsettled(room, who, self._clock(), self._generation)
+        try:
+            return await self._settle(pending)
+        except Exception as exc:  # the store or the log: retried with each heartbeat
+            log.warning("leave of %s not recorded yet, will retry: %r", who.viewer_id, exc)
+            self._unsettled.append(pending)
+            return False
+
+    async def _settle(self, pending: Unsettled) -> bool:
+        """Record a closed connection in the store, and its leave when it was the
+        viewer's last; a retry after a failure resumes where the last try stopped."""
+        room, who = pending.room, pending.who
+        key = (room.id, who.viewer_id)
+        if not pending.counted:
+            if self._registered and await self._store.get(seen_key(self.node)) is None:
+                async with self._renewing:  # checked again inside: one re-assert at a time
+                    await self._reassert_if_lost()
+            held = self._held.get(key)
+            if held is not None:
+                await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
+            else:
+                await self._store.hdel(held_key(self.node), _field(*key))
+            if pending.generation == self._generation:
+                pending.leave = await self._presence.release(room, who, 1, pending.at)
+            elif key not in self._held and not await self._presence.present(room, who):
+                # the store lost the counts since it closed, and the re-assert did not
+                # count this connection: nothing to take back, but the viewer left
+                pending.leave = room_event(room, LEAVE, who.viewer_id, {}, ts=pending.at)
+            pending.counted = True
+        if pending.leave is not None:
+            await self._presence.append_all([pending.leave])
+        return pending.leave is not None
+
+    async def _settle_unsettled(self) -> None:
+        while self._unsettled:
+            await self._settle(self._unsettled[0])
+            self._unsettled.pop(0)
 
     def active(self, room_id: str, viewer_id: str) -> None:
         """The viewer sent an event through this node (written with the next heartbeat)."""
@@ -373,6 +424,7 @@ class NodePresence:
         await self.renew()
         if self._renewed_since is None:
             self._renewed_since = now
+        await self._settle_unsettled()
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
             entries = {_field(*k): _held_json(self._held[k]) for k in dirty if k in self._held}
@@ -388,8 +440,7 @@ class NodePresence:
         async with self._renewing:
             if self._closed:
                 return
-            if self._registered and await self._store.get(seen_key(self.node)) is None:
-                await self._reassert()
+            await self._reassert_if_lost()
             now = self._clock()
             await self._store.set(lease_key(self.node), repr(now), ttl=self.lease_seconds)
             await self._store.set(seen_key(self.node), repr(now))
@@ -397,10 +448,17 @@ class NodePresence:
                 await self._store.sadd(NODES_KEY, self.node)
                 self._registered = True
 
+    async def _reassert_if_lost(self) -> None:
+        """(Holding ``_renewing``.) Re-assert when the store lost this node's registration."""
+        if self._registered and await self._store.get(seen_key(self.node)) is None:
+            await self._reassert()
+            await self._store.set(seen_key(self.node), repr(self._clock()))
+
     async def _reassert(self) -> None:
         """Count every connection held here again. Each viewer is counted, then marked in
         the node's hash; one already marked is skipped, so a re-assert cut short by a
         store error is finished by the next heartbeat without counting anyone twice."""
+        self._generation += 1  # leaves not settled before now were lost with the counts
         held = list(self._held.items())
         log.warning(
             "node %s: its connections were gone from the store; re-asserting %d viewers",
@@ -484,6 +542,8 @@ class NodePresence:
     async def leave_all(self) -> int:
         """A graceful stop: record every leave now, in one batch, and give up the lease
         (before the sockets close; their disconnects then find nothing to do)."""
+        with contextlib.suppress(Exception):  # best effort: the store may still be down
+            await self._settle_unsettled()
         self._closed = True
         held, self._held = self._held, {}
         self._dirty.clear()

@@ -20,8 +20,10 @@ from livehub.rooms.presence import (
     NodePresence,
     Presence,
     RoomStats,
+    conns_key,
     held_key,
     lease_key,
+    seen_key,
 )
 
 
@@ -498,3 +500,79 @@ async def test_a_viewer_back_through_another_node_before_the_sweep_gets_the_gap(
         ("presence.leave", "v_ann", 104.0),
         ("presence.join", "v_ann", 106.0),
     ]
+
+
+async def lose_everything(store: MemoryStore, *nodes: str) -> None:
+    """What a Redis restart without its data does to presence's keys."""
+    keys = [conns_key("r1"), "who:r1", "accrued:r1", NODES_KEY]
+    for n in nodes:
+        keys += [lease_key(n), seen_key(n), held_key(n)]
+    await store.delete(*keys)
+
+
+async def test_a_tab_closed_before_its_node_reasserted_keeps_the_viewer_counted_elsewhere(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    for n in (a, b):
+        await n.beat()
+        await n.connected(LIVE, ANN)  # Ann on both nodes
+    await a.connected(LIVE, CY)
+    await lose_everything(store, "a", "b")
+    clock.now = 101.0
+    await b.beat()  # b re-asserts Ann first
+    assert (await presence.stats(LIVE)).viewers == 1
+    clock.now = 101.5
+    assert await a.disconnected(LIVE, ANN) is False  # a re-asserts Cy, not the closed tab
+    assert await presence.roster("r1") == [ANN, CY]
+    assert (await presence.stats(LIVE)).viewers == 2
+    assert await leaves(log) == {}
+    clock.now = 102.0
+    assert await b.disconnected(LIVE, ANN) is True
+    assert await a.disconnected(LIVE, CY) is True
+    assert await leaves(log) == {"v_ann": 102.0, "v_cy": 102.0}
+    assert (await presence.stats(LIVE)).viewers == 0
+
+
+async def test_a_leave_the_store_refused_is_recorded_with_a_later_heartbeat(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await a.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    await store.delete(seen_key("a"))
+    await store.hset(seen_key("a"), {"broken": "1"})  # every read of it fails now
+    clock.now = 103.0
+    assert await a.disconnected(LIVE, ANN) is False  # refused: kept, not lost
+    with pytest.raises(Exception):  # noqa: B017 - whatever the store raises
+        await a.beat()
+    assert await leaves(log) == {}
+    assert (await presence.stats(LIVE)).viewers == 2
+    await store.delete(seen_key("a"))
+    await store.set(seen_key("a"), "103.0")  # the store works again, nothing lost
+    clock.now = 106.0
+    await a.beat()
+    assert await leaves(log) == {"v_ann": 103.0}  # when the connection closed
+    assert (await presence.stats(LIVE)).viewers == 1
+    await a.beat()
+    assert len(await leaves(log)) == 1
+
+
+async def test_a_leave_refused_while_the_store_lost_everything_is_still_recorded(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    a = node(presence, store, log, clock, "a")
+    await a.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    await store.delete(seen_key("a"))
+    await store.hset(seen_key("a"), {"broken": "1"})
+    clock.now = 103.0
+    assert await a.disconnected(LIVE, ANN) is False
+    await lose_everything(store, "a")  # the store comes back empty
+    clock.now = 106.0
+    await a.beat()
+    assert await leaves(log) == {"v_ann": 103.0}
+    assert await presence.roster("r1") == [BOB]
+    assert (await presence.stats(LIVE)).viewers == 1
