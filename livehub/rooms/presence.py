@@ -239,7 +239,6 @@ class Unsettled(msgspec.Struct):
     """A closed connection, until the store and the log have it (a failed try is
     retried with each heartbeat)."""
 
-    room: Room
     who: Principal
     at: float
     generation: int  # the node's re-asserts when it closed
@@ -340,16 +339,17 @@ class NodePresence:
             self._drop(key)
             raise
 
-    async def disconnected(self, room: Room, who: Principal) -> bool:
-        """A connection closed here; True when it was the viewer's last (they left).
+    async def disconnected(self, who: Principal) -> bool:
+        """A connection of ``who`` (to ``who.room``) closed here; True when it was the
+        viewer's last (they left).
 
         When the store fails, the leave is kept and recorded with a later heartbeat,
         at the time the connection closed."""
-        held = self._held.get((room.id, who.viewer_id))
+        held = self._held.get((who.room, who.viewer_id))
         if held is None:  # already released (a graceful stop recorded the leave)
             return False
-        self._drop((room.id, who.viewer_id))
-        pending = Unsettled(room, who, self._clock(), self._generation)
+        self._drop((who.room, who.viewer_id))
+        pending = Unsettled(who, self._clock(), self._generation)
         try:
             return await self._settle(pending)
         except Exception as exc:  # the store or the log: retried with each heartbeat
@@ -360,8 +360,12 @@ class NodePresence:
     async def _settle(self, pending: Unsettled) -> bool:
         """Record a closed connection in the store, and its leave when it was the
         viewer's last; a retry after a failure resumes where the last try stopped."""
-        room, who = pending.room, pending.who
-        key = (room.id, who.viewer_id)
+        who = pending.who
+        key = (who.room, who.viewer_id)
+        try:
+            room = await self._rooms(who.room)
+        except LivehubError:  # no such room (any more): nothing to record
+            return False
         if not pending.counted:
             if self._registered and await self._store.get(seen_key(self.node)) is None:
                 async with self._renewing:  # checked again inside: one re-assert at a time

@@ -8,7 +8,6 @@ LivehubError into an error ack. Handlers never see raw payloads or format errors
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -157,7 +156,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             welcome = await self._welcome(room, who, request.last_event_id)
         except BaseException:
-            await self._node.disconnected(room, who)
+            await self._node.disconnected(who)
             raise
         self._fanout.touch(room)
         return who, room, welcome
@@ -195,10 +194,11 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         who = self._sessions.pop(sid, None)
         if who is None:
             return
-        with contextlib.suppress(LivehubError):
-            room = await self._s.rooms.get(who.room)
-            await self._node.disconnected(room, who)
-            self._fanout.touch(room)
+        await self._node.disconnected(who)  # a store failure: kept, recorded later
+        try:
+            self._fanout.touch(await self._s.rooms.get(who.room))
+        except Exception as exc:  # the count goes out with the room's next batch
+            log.info("no viewer-count push for %s now: %r", who.room, exc)
         log.info("%s %s left %s", who.role, who.viewer_id, who.room)
 
     def _spawn(self, coro: Awaitable[None]) -> None:

@@ -21,8 +21,7 @@ import pytest
 import redis
 from binaries import find_binary
 from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
-from redis_server import RedisProcess, start_redis
-from support import LiveClient, mint_token
+from support import LiveClient, free_port, mint_token
 
 from livehub.rooms.presence import Held, conns_key, held_key, lease_key, seen_key
 
@@ -100,38 +99,62 @@ def ids(prefix: str, n: int) -> set[str]:
     return {f"{prefix}{i}" for i in range(n)}
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of this test alone (it kills and restarts it)."""
-    server = start_redis(tmp_path / "redis")
+class OwnRedis:
+    """A redis-server of one test alone, which it kills and starts again on its port:
+    with an fsync'd append-only file (``persisted``) or with nothing kept."""
+
+    def __init__(self, directory: Path, persisted: bool) -> None:
+        self.dir = directory
+        self.persisted = persisted
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        keep = ["--appendonly", "yes", "--appendfsync", "always"] if self.persisted else []
+        command = [
+            find_binary("redis-server", None, "run scripts/install-system"),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            *keep,
+            "--dir", str(self.dir),
+        ]  # fmt: skip
+        with (self.dir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        with contextlib.closing(redis.Redis(port=self.port, socket_timeout=1.0)) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                    if client.ping():
+                        return
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """kill -9: nothing is flushed but what the append-only file already has."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+
+@pytest.fixture(params=["empty", "persisted"])
+def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis", persisted=request.param == "persisted")
+    server.start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def restart_empty(server: RedisProcess) -> None:
-    """kill -9 the Redis server, then start it again on its port with nothing in it."""
-    server.process.kill()
-    server.process.wait(timeout=10)
-    command = [
-        find_binary("redis-server", None, "run scripts/install-system"),
-        "--port", str(server.port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(server.log_path.parent),
-    ]  # fmt: skip
-    with server.log_path.open("ab") as log:
-        server.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    with contextlib.closing(redis.Redis(port=server.port, socket_timeout=1.0)) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    return
-            assert time.monotonic() < deadline, "redis-server did not come back"
-            time.sleep(0.02)
 
 
 def two_nodes(procs: ProcessGroup, data: Path, url: str) -> tuple[ServerProcess, ServerProcess]:
@@ -292,28 +315,44 @@ async def built_report(server: ServerProcess) -> dict[str, Any]:
 # -- Redis restarted empty -----------------------------------------------------------------------
 
 
-async def test_counts_are_rebuilt_from_the_nodes_after_redis_restarts_empty(
-    procs: ProcessGroup, node_clients: NodeClients, own_redis: RedisProcess, tmp_path: Path
+async def test_counts_and_leaves_come_through_a_redis_restart(
+    procs: ProcessGroup, node_clients: NodeClients, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
+    """Redis killed under two nodes, viewers leaving while it is down, then started
+    again (empty, or from its append-only file): the count is rebuilt to the truth and
+    the leaves of the outage are recorded at the time their connections closed."""
+
     async def run() -> None:
         url = own_redis.url
-        a, b = two_nodes(procs, tmp_path / "data", url)
+        data = tmp_path / "data"
+        a, b = two_nodes(procs, data, url)
         await create_room(a.url, ROOM, "Crowd")
         a_clients = await crowd(node_clients, a, "v_a", 15)
         second_tabs = await crowd(node_clients, b, "v_a", 3)  # v_a0-2 on both nodes
         await crowd(node_clients, b, "v_b", 12)
         await eventually(lambda: count(url) == 27, "all viewers counted")
 
-        restart_empty(own_redis)
-        assert count(url) == 0
-        await eventually(lambda: count(url) == 27, "the count rebuilt from the nodes")
+        own_redis.kill()
+        down_at = time.time()
+        await asyncio.gather(*(c.close() for c in a_clients[8:13]))  # leave while it is down
+        await asyncio.sleep(2 * HEARTBEAT)  # their leaves fail, and so do the heartbeats
+        up_at = time.time()
+        own_redis.start()
+        assert own_redis.persisted or count(url) == 0
+        await eventually(
+            lambda: count(url) == 22 and ids("v_a", 13) - ids("v_a", 8) <= set(last_leaves(data)),
+            f"the count rebuilt and the outage's leaves recorded {conns(url)}",
+        )
+        outage = {v: ts for v, ts in last_leaves(data).items() if v in ids("v_a", 13)}
+        assert len(outage) == 5 and all(down_at < ts < up_at for ts in outage.values())
 
-        # rebuilt once per connection, not twice: a viewer's last tab still ends them
+        # counted once per connection, not twice: a viewer's last tab still ends them
         await asyncio.gather(*(c.close() for c in second_tabs + a_clients[3:8]))
-        await eventually(lambda: count(url) == 22, "leaves after the rebuild")
+        await eventually(lambda: count(url) == 17, "leaves after the rebuild")
         await asyncio.gather(*(c.close() for c in a_clients[:3]))
-        await eventually(lambda: count(url) == 19, f"the last tabs {conns(url)}")
+        await eventually(lambda: count(url) == 14, f"the last tabs {conns(url)}")
         await asyncio.sleep(3 * HEARTBEAT)  # several heartbeats: nothing re-asserted twice
-        assert count(url) == 19
+        assert count(url) == 14
+        assert len(presence_rows(data, "presence.leave")) == len(set(last_leaves(data)))
 
     await bounded(run())

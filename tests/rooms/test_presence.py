@@ -303,7 +303,7 @@ async def test_a_viewer_still_on_another_node_does_not_leave(
     assert await store.smembers(NODES_KEY) == {"b"}
     assert (await presence.stats(LIVE)).viewers == 1
     assert await leaves(log) == {}
-    assert await b.disconnected(LIVE, ANN) is True
+    assert await b.disconnected(ANN) is True
     assert await leaves(log) == {"v_ann": 107.0}
 
 
@@ -361,7 +361,7 @@ async def test_a_node_swept_while_it_stalled_reasserts_its_viewers(
     assert await presence.roster("r1") == [ANN]
     kinds = [(e.kind, e.ts) for e in await presence_events(log)]
     assert kinds == [("presence.join", 100.0), ("presence.leave", 100.0), ("presence.join", 108.0)]
-    assert await a.disconnected(LIVE, ANN) is True
+    assert await a.disconnected(ANN) is True
     assert (await presence.stats(LIVE)).viewers == 0
 
 
@@ -403,7 +403,7 @@ async def test_a_graceful_stop_records_every_leave_at_once(
     assert await store.get(lease_key("a")) is None
     assert await store.smembers(NODES_KEY) == set()
     # the sockets closing afterwards have nothing left to record
-    assert await a.disconnected(LIVE, viewers[0]) is False
+    assert await a.disconnected(viewers[0]) is False
     await a.beat()  # and a heartbeat after the stop registers nothing
     assert await store.smembers(NODES_KEY) == set()
     assert len(await leaves(log)) == 80
@@ -445,7 +445,7 @@ async def test_a_crash_on_the_memory_store_is_settled_at_the_last_heartbeat(
     await before.connected(LIVE, ANN)  # 100
     await before.connected(LIVE, CY)
     clock.now = 110.0
-    await before.disconnected(LIVE, CY)  # left properly
+    await before.disconnected(CY)  # left properly
     clock.now = 130.0
     await before.accrue_all()  # logged heartbeat
     clock.now = 140.0
@@ -523,13 +523,13 @@ async def test_a_tab_closed_before_its_node_reasserted_keeps_the_viewer_counted_
     await b.beat()  # b re-asserts Ann first
     assert (await presence.stats(LIVE)).viewers == 1
     clock.now = 101.5
-    assert await a.disconnected(LIVE, ANN) is False  # a re-asserts Cy, not the closed tab
+    assert await a.disconnected(ANN) is False  # a re-asserts Cy, not the closed tab
     assert await presence.roster("r1") == [ANN, CY]
     assert (await presence.stats(LIVE)).viewers == 2
     assert await leaves(log) == {}
     clock.now = 102.0
-    assert await b.disconnected(LIVE, ANN) is True
-    assert await a.disconnected(LIVE, CY) is True
+    assert await b.disconnected(ANN) is True
+    assert await a.disconnected(CY) is True
     assert await leaves(log) == {"v_ann": 102.0, "v_cy": 102.0}
     assert (await presence.stats(LIVE)).viewers == 0
 
@@ -544,7 +544,7 @@ async def test_a_leave_the_store_refused_is_recorded_with_a_later_heartbeat(
     await store.delete(seen_key("a"))
     await store.hset(seen_key("a"), {"broken": "1"})  # every read of it fails now
     clock.now = 103.0
-    assert await a.disconnected(LIVE, ANN) is False  # refused: kept, not lost
+    assert await a.disconnected(ANN) is False  # refused: kept, not lost
     with pytest.raises(Exception):  # noqa: B017 - whatever the store raises
         await a.beat()
     assert await leaves(log) == {}
@@ -569,7 +569,7 @@ async def test_a_leave_refused_while_the_store_lost_everything_is_still_recorded
     await store.delete(seen_key("a"))
     await store.hset(seen_key("a"), {"broken": "1"})
     clock.now = 103.0
-    assert await a.disconnected(LIVE, ANN) is False
+    assert await a.disconnected(ANN) is False
     await lose_everything(store, "a")  # the store comes back empty
     clock.now = 106.0
     await a.beat()
