@@ -99,6 +99,10 @@ def _sweep_key(node: str) -> str:
     return f"presence:sweep:{node}"
 
 
+def _join_data(who: Principal) -> dict[str, str]:
+    return {"name": who.name, "role": who.role}
+
+
 class Presence:
     def __init__(
         self,
@@ -115,16 +119,38 @@ class Presence:
 
     async def join(self, room: Room, who: Principal, conns: int = 1) -> bool:
         """Count ``conns`` new connections; True when the viewer had none (they joined)."""
+        announced = await self.announce(room, who)
+        count = await self.count(room, who, conns)
+        return await self.counted_in(room, who, count == conns, announced=announced)
+
+    # ``join`` in three steps, for a caller that must know how far a failed one got:
+
+    async def announce(self, room: Room, who: Principal) -> bool:
+        """Log the join of a viewer nobody counts yet, before counting them (a failed
+        commit then counts nothing); True when logged. Two nodes may both log one for
+        the same viewer: a join while joined changes nothing."""
+        if await self.present(room, who):
+            return False
+        await self._record(room, who.viewer_id, JOIN, _join_data(who))
+        return True
+
+    async def count(self, room: Room, who: Principal, conns: int = 1) -> int:
+        """Add ``conns`` connections of the viewer; returns how many they have now."""
+        return await self._store.hincr(conns_key(room.id), who.viewer_id, conns)
+
+    async def counted_in(self, room: Room, who: Principal, first: bool, *, announced: bool) -> bool:
+        """The rest of a join once counted; ``first``: the connections just counted are
+        all the viewer has. Returns ``first``."""
         now = self._clock()
-        count = await self._store.hincr(conns_key(room.id), who.viewer_id, conns)
         await self._counters.seen(room.id, room.scope, who.viewer_id, now)
-        if count != conns:
+        if not first:
             return False
         await self._store.hset(_who(room.id), {who.viewer_id: msgspec.json.encode(who).decode()})
         await self._store.hset(_accrued(room.id), {who.viewer_id: repr(now)})
         viewers = await self._store.hlen(conns_key(room.id))
         await self._store.set_max(_peak(room.id, room.scope), viewers)
-        await self._record(room, who.viewer_id, JOIN, {"name": who.name, "role": who.role})
+        if not announced:  # someone else's leave raced the check: they are back
+            await self._record(room, who.viewer_id, JOIN, _join_data(who))
         return True
 
     async def leave(
@@ -170,7 +196,7 @@ class Presence:
         """A viewer whose node died at ``left_at`` was back through another node at
         ``back_at``, before the dead node was swept: the log gets the gap."""
         await self._record(room, who.viewer_id, LEAVE, {}, left_at)
-        await self._record(room, who.viewer_id, JOIN, {"name": who.name, "role": who.role}, back_at)
+        await self._record(room, who.viewer_id, JOIN, _join_data(who), back_at)
 
     async def accrue(self, room: Room, viewer_id: str, until: float | None = None) -> float:
         """Add the watch time since the last accrual (up to ``until``, now by default);
@@ -323,7 +349,8 @@ class NodePresence:
     # -- connections ---------------------------------------------------------------------
 
     async def connected(self, room: Room, who: Principal) -> bool:
-        """A connection opened here; True when the viewer joined the room."""
+        """A connection opened here; True when the viewer joined the room. When this
+        raises, the connection is not counted (and a join already logged gets its leave)."""
         key = (room.id, who.viewer_id)
         now = self._clock()
         held = self._held.get(key)
@@ -334,9 +361,22 @@ class NodePresence:
         try:
             # held before counted: a crash in between is swept as "never joined"
             await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
-            return await self._presence.join(room, who)
+            announced = await self._presence.announce(room, who)
         except BaseException:
             self._drop(key)
+            raise
+        try:
+            count = await self._presence.count(room, who)
+        except BaseException:
+            self._drop(key)
+            if announced:  # logged as joined but never counted: log the leave too
+                leave = room_event(room, LEAVE, who.viewer_id, {}, ts=now)
+                self._unsettled.append(Unsettled(who, now, self._generation, True, leave))
+            raise
+        try:
+            return await self._presence.counted_in(room, who, count == 1, announced=announced)
+        except BaseException:
+            await self.disconnected(who)  # counted: released as a closed connection is
             raise
 
     async def disconnected(self, who: Principal) -> bool:
