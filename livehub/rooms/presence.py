@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, TypeVar, cast
@@ -279,6 +280,7 @@ class Held(msgspec.Struct):
     conns: int
     since: float  # when this node first held them
     active: float  # their last event through this node
+    token: str = ""  # the node's registration they were counted under
 
     def last_seen(self, heartbeat: float) -> float:
         return max(heartbeat, self.since, self.active)
@@ -288,7 +290,7 @@ _encode_held = msgspec.json.Encoder().encode
 _decode_held = msgspec.json.Decoder(Held).decode
 
 
-def _field(room: str, viewer_id: str) -> str:
+def held_field(room: str, viewer_id: str) -> str:
     return f"{room}\n{viewer_id}"
 
 
@@ -336,6 +338,8 @@ class NodePresence:
         self._renewed_since: float | None = None
         self._closed = False
         self._generation = 0  # re-asserts so far
+        self._token = secrets.token_hex(4)  # this registration: counts made under it
+        self._next_token: str | None = None  # a re-assert's, until it is complete
         self._unsettled: list[Unsettled] = []  # closed connections the store did not take
 
     @property
@@ -351,6 +355,7 @@ class NodePresence:
     async def connected(self, room: Room, who: Principal) -> bool:
         """A connection opened here; True when the viewer joined the room. When this
         raises, the connection is not counted (and a join already logged gets its leave)."""
+        await self._check_registration()  # before this connection is held: counted once
         key = (room.id, who.viewer_id)
         now = self._clock()
         held = self._held.get(key)
@@ -359,8 +364,9 @@ class NodePresence:
         held.conns += 1
         held.active = now
         try:
+            held.token = self._token
             # held before counted: a crash in between is swept as "never joined"
-            await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
+            await self._store.hset(held_key(self.node), {held_field(*key): _held_json(held)})
             announced = await self._presence.announce(room, who)
         except BaseException:
             self._drop(key)
@@ -407,14 +413,12 @@ class NodePresence:
         except LivehubError:  # no such room (any more): nothing to record
             return False
         if not pending.counted:
-            if self._registered and await self._store.get(seen_key(self.node)) is None:
-                async with self._renewing:  # checked again inside: one re-assert at a time
-                    await self._reassert_if_lost()
+            await self._check_registration()
             held = self._held.get(key)
             if held is not None:
-                await self._store.hset(held_key(self.node), {_field(*key): _held_json(held)})
+                await self._store.hset(held_key(self.node), {held_field(*key): _held_json(held)})
             else:
-                await self._store.hdel(held_key(self.node), _field(*key))
+                await self._store.hdel(held_key(self.node), held_field(*key))
             if pending.generation == self._generation:
                 pending.leave = await self._presence.release(room, who, 1, pending.at)
             elif key not in self._held and not await self._presence.present(room, who):
@@ -471,7 +475,7 @@ class NodePresence:
         await self._settle_unsettled()
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
-            entries = {_field(*k): _held_json(self._held[k]) for k in dirty if k in self._held}
+            entries = {held_field(*k): _held_json(self._held[k]) for k in dirty if k in self._held}
             if entries:
                 await self._store.hset(held_key(self.node), entries)
         if self._shared and now - self._renewed_since >= self.lease_seconds:
@@ -492,6 +496,12 @@ class NodePresence:
                 await self._store.sadd(NODES_KEY, self.node)
                 self._registered = True
 
+    async def _check_registration(self) -> None:
+        """Before counting: re-assert first when the store lost this node's registration."""
+        if self._registered and await self._store.get(seen_key(self.node)) is None:
+            async with self._renewing:  # checked again inside: one re-assert at a time
+                await self._reassert_if_lost()
+
     async def _reassert_if_lost(self) -> None:
         """(Holding ``_renewing``.) Re-assert when the store lost this node's registration."""
         if self._registered and await self._store.get(seen_key(self.node)) is None:
@@ -499,10 +509,15 @@ class NodePresence:
             await self._store.set(seen_key(self.node), repr(self._clock()))
 
     async def _reassert(self) -> None:
-        """Count every connection held here again. Each viewer is counted, then marked in
-        the node's hash; one already marked is skipped, so a re-assert cut short by a
-        store error is finished by the next heartbeat without counting anyone twice."""
-        self._generation += 1  # leaves not settled before now were lost with the counts
+        """Count every connection held here again, under a new registration token. Each
+        viewer is counted, then written to the node's hash with the token; one already
+        written with it is skipped, so a re-assert cut short by a store error is finished
+        by the next one without counting anyone twice (entries written meanwhile with an
+        older token, such as a heartbeat's, are counted again)."""
+        if self._next_token is None:
+            self._next_token = secrets.token_hex(4)
+            self._generation += 1  # leaves not settled before now were lost with the counts
+        token = self._next_token
         held = list(self._held.items())
         log.warning(
             "node %s: its connections were gone from the store; re-asserting %d viewers",
@@ -510,16 +525,19 @@ class NodePresence:
             len(held),
         )
         await self._store.sadd(NODES_KEY, self.node)
-        done = await self._store.hgetall(held_key(self.node))
+        stored = await self._store.hgetall(held_key(self.node))
+        done = {f for f, raw in stored.items() if _decode_held(raw).token == token}
 
         async def one(key: tuple[str, str], h: Held) -> None:
-            if _field(*key) in done or self._held.get(key) is not h or h.conns <= 0:
+            if held_field(*key) in done or self._held.get(key) is not h or h.conns <= 0:
                 return  # counted already, or gone meanwhile
             with contextlib.suppress(LivehubError):
                 await self._presence.join(await self._rooms(h.who.room), h.who, h.conns)
-            await self._store.hset(held_key(self.node), {_field(*key): _held_json(h)})
+            h.token = token
+            await self._store.hset(held_key(self.node), {held_field(*key): _held_json(h)})
 
         await _bounded(one(k, h) for k, h in held)
+        self._token, self._next_token = token, None
 
     async def sweep(self) -> int:
         """Release the viewers of every node whose lease expired (once: the sweep is

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from fake_clock import Clock
 
@@ -21,6 +22,7 @@ from livehub.rooms.presence import (
     Presence,
     RoomStats,
     conns_key,
+    held_field,
     held_key,
     lease_key,
     seen_key,
@@ -576,3 +578,23 @@ async def test_a_leave_refused_while_the_store_lost_everything_is_still_recorded
     assert await leaves(log) == {"v_ann": 103.0}
     assert await presence.roster("r1") == [BOB]
     assert (await presence.stats(LIVE)).viewers == 1
+
+
+async def test_entries_written_after_the_store_was_emptied_are_counted_again(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    """A heartbeat writing activity just after Redis came back empty puts entries in the
+    node's hash that nothing counts: the re-assert must not take them as counted."""
+    a = node(presence, store, log, clock, "a")
+    await a.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    await lose_everything(store, "a")
+    stale = Held(ANN, 1, 100.0, 100.5, token="an older registration")
+    entry = msgspec.json.encode(stale).decode()
+    await store.hset(held_key("a"), {held_field("r1", "v_ann"): entry})
+    clock.now = 101.0
+    await a.beat()
+    assert await store.hgetall(conns_key("r1")) == {"v_ann": "1", "v_bob": "1"}
+    await a.beat()  # re-asserted once
+    assert await store.hgetall(conns_key("r1")) == {"v_ann": "1", "v_bob": "1"}
