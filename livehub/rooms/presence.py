@@ -498,13 +498,17 @@ class NodePresence:
 
     async def _check_registration(self) -> None:
         """Before counting: re-assert first when the store lost this node's registration."""
-        if self._registered and await self._store.get(seen_key(self.node)) is None:
+        if self._closed or not self._registered:
+            return
+        if await self._store.get(seen_key(self.node)) is None:
             async with self._renewing:  # checked again inside: one re-assert at a time
                 await self._reassert_if_lost()
 
     async def _reassert_if_lost(self) -> None:
         """(Holding ``_renewing``.) Re-assert when the store lost this node's registration."""
-        if self._registered and await self._store.get(seen_key(self.node)) is None:
+        if self._closed or not self._registered:
+            return
+        if await self._store.get(seen_key(self.node)) is None:
             await self._reassert()
             await self._store.set(seen_key(self.node), repr(self._clock()))
 
@@ -620,8 +624,9 @@ class NodePresence:
 
         leaves = [e for e in await _bounded(one(h) for h in held.values()) if e is not None]
         await self._presence.append_all(leaves)
-        await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
-        await self._store.srem(NODES_KEY, self.node)
+        async with self._renewing:  # after a renewal under way, which then finds it closed
+            await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
+            await self._store.srem(NODES_KEY, self.node)
         log.info("node %s stopping: %d leaves recorded", self.node, len(leaves))
         return len(leaves)
 

@@ -70,6 +70,22 @@ def presence_rows(data: Path, kind: str) -> list[tuple[str, float]]:
     ]
 
 
+def presence_of(data: Path, viewer: str) -> list[tuple[str, float]]:
+    """(kind, ts) of the viewer's joins and leaves, in log order."""
+    return [
+        (str(kind), float(ts))
+        for kind, ts in db_rows(
+            data,
+            "SELECT kind, ts FROM events WHERE room = ? AND actor = ? AND kind IN (?, ?) "
+            "ORDER BY id",
+            ROOM,
+            viewer,
+            "presence.join",
+            "presence.leave",
+        )
+    ]
+
+
 def last_leaves(data: Path) -> dict[str, float]:
     return dict(presence_rows(data, "presence.leave"))
 
@@ -239,7 +255,11 @@ async def test_kill_9_of_one_node_converges_within_a_lease_with_leaves_at_its_la
         back = await node_clients.connect(b, ROOM, mint_token(ROOM, "viewer", "V0", "v_a0"))
 
         await eventually(
-            lambda: count(redis_url) == 21 and len(last_leaves(data)) == 20,
+            lambda: (
+                count(redis_url) == 21
+                and len(last_leaves(data)) == 20
+                and presence_of(data, "v_a0")[-1][0] == "presence.join"
+            ),
             "the killed node's viewers removed and their leaves recorded",
         )
         converged_at = time.time()
@@ -249,14 +269,8 @@ async def test_kill_9_of_one_node_converges_within_a_lease_with_leaves_at_its_la
         assert max(leaves.values()) <= killed_at < converged_at
         assert converged_at - killed_at >= (3 - 1) * HEARTBEAT  # the lease, not sooner
         # the one who came back: away from their last heartbeat until they reconnected
-        [*_, (kind, ts)] = [
-            (kind, ts)
-            for kind, actor, ts in db_rows(
-                data, "SELECT kind, actor, ts FROM events WHERE kind LIKE 'presence.%' ORDER BY id"
-            )
-            if actor == "v_a0"
-        ]
-        assert kind == "presence.join" and killed_at < ts < converged_at
+        [*_, (_, left_ts), (_, back_ts)] = presence_of(data, "v_a0")
+        assert left_ts == expected["v_a0"] and killed_at < back_ts < converged_at
         # the survivors are still counted and still leave normally
         await asyncio.gather(*(c.close() for c in [*b_clients[:5], back]))
         await eventually(
