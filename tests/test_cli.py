@@ -383,6 +383,8 @@ INVALID = [
         {"LIVEHUB_TURN_SECRET": " "},
         "LIVEHUB_TURN_SECRET: the TURN secret is empty",
     ),
+    (["serve", "--heartbeat-seconds", "0"], {}, "--heartbeat-seconds: a heartbeat must be"),
+    (["serve"], {"LIVEHUB_HEARTBEAT_SECONDS": "soon"}, "LIVEHUB_HEARTBEAT_SECONDS: could not"),
 ]
 # These run as real processes too; the rest only through main().
 AS_PROCESSES = [2, 6, 7]
