@@ -96,6 +96,11 @@ def held_key(node: str) -> str:
     return f"presence:held:{node}"
 
 
+def changes_key(node: str) -> str:
+    """How many changes of ``node``'s share the store has counted (an older copy has fewer)."""
+    return f"presence:changes:{node}"
+
+
 def _sweep_key(node: str) -> str:
     return f"presence:sweep:{node}"
 
@@ -183,6 +188,17 @@ class Presence:
         await self._store.hdel(_accrued(room.id), who.viewer_id)
         await self._store.hdel(_who(room.id), who.viewer_id)
         return room_event(room, LEAVE, who.viewer_id, {}, ts=at)
+
+    async def recount(self, room: Room, who: Principal, delta: int) -> None:
+        """Correct the viewer's connection count by ``delta`` (an older copy of the store
+        came back); no event: the log has their joins and leaves already."""
+        count = await self.count(room, who, delta)
+        if count <= 0:
+            await self._store.hdel(conns_key(room.id), who.viewer_id)
+            await self._store.hdel(_accrued(room.id), who.viewer_id)
+            await self._store.hdel(_who(room.id), who.viewer_id)
+        elif count - delta <= 0:  # counted again
+            await self.counted_in(room, who, True, announced=True)
 
     async def present(self, room: Room, who: Principal) -> bool:
         """Whether any node counts a connection of the viewer now."""
@@ -340,6 +356,7 @@ class NodePresence:
         self._generation = 0  # re-asserts so far
         self._token = secrets.token_hex(4)  # this registration: counts made under it
         self._next_token: str | None = None  # a re-assert's, until it is complete
+        self._changes = 0  # changes of this node's share the store has counted
         self._unsettled: list[Unsettled] = []  # closed connections the store did not take
 
     @property
@@ -380,10 +397,12 @@ class NodePresence:
                 self._unsettled.append(Unsettled(who, now, self._generation, True, leave))
             raise
         try:
-            return await self._presence.counted_in(room, who, count == 1, announced=announced)
+            joined = await self._presence.counted_in(room, who, count == 1, announced=announced)
+            await self._changed()
         except BaseException:
             await self.disconnected(who)  # counted: released as a closed connection is
             raise
+        return joined
 
     async def disconnected(self, who: Principal) -> bool:
         """A connection of ``who`` (to ``who.room``) closed here; True when it was the
@@ -426,6 +445,8 @@ class NodePresence:
                 # count this connection: nothing to take back, but the viewer left
                 pending.leave = room_event(room, LEAVE, who.viewer_id, {}, ts=pending.at)
             pending.counted = True
+            with contextlib.suppress(Exception):  # best effort: the count is right already
+                await self._changed()
         if pending.leave is not None:
             await self._presence.append_all([pending.leave])
         return pending.leave is not None
@@ -497,20 +518,73 @@ class NodePresence:
                 self._registered = True
 
     async def _check_registration(self) -> None:
-        """Before counting: re-assert first when the store lost this node's registration."""
+        """Before counting: re-assert first when the store lost this node's registration,
+        or re-count when it went back to an older copy of it."""
         if self._closed or not self._registered:
             return
-        if await self._store.get(seen_key(self.node)) is None:
+        if await self._registration() != "intact":
             async with self._renewing:  # checked again inside: one re-assert at a time
                 await self._reassert_if_lost()
 
+    async def _registration(self) -> str:
+        """ "lost" (gone), "older" (an older copy: its change count is behind) or "intact"."""
+        if await self._store.get(seen_key(self.node)) is None:
+            return "lost"
+        changes = await self._store.get(changes_key(self.node))
+        return "older" if int(changes or 0) < self._changes else "intact"
+
     async def _reassert_if_lost(self) -> None:
-        """(Holding ``_renewing``.) Re-assert when the store lost this node's registration."""
+        """(Holding ``_renewing``.) Re-assert when the store lost this node's registration;
+        re-count this node's share when the store went back to an older copy (a Redis
+        restarted from a snapshot)."""
         if self._closed or not self._registered:
             return
-        if await self._store.get(seen_key(self.node)) is None:
+        state = await self._registration()
+        if state == "intact":
+            return
+        if state == "lost":
             await self._reassert()
-            await self._store.set(seen_key(self.node), repr(self._clock()))
+        else:
+            await self._resync()
+        await self._store.set(changes_key(self.node), str(self._changes))
+        await self._store.set(seen_key(self.node), repr(self._clock()))
+
+    async def _changed(self) -> None:
+        """Count a change of this node's share (its hash and counts) in the store: a copy
+        of the store from before it is then told by its smaller count."""
+        self._changes = max(self._changes, await self._store.incr(changes_key(self.node)))
+
+    async def _resync(self) -> None:
+        """The store holds an older copy of this node's share: count the difference
+        between what it has and what this node holds now. The log already has every
+        join and leave in between, so none is recorded."""
+        self._generation += 1  # leaves not settled before now: the old copy decides
+        stored = {
+            f: _decode_held(raw)
+            for f, raw in (await self._store.hgetall(held_key(self.node))).items()
+        }
+        now = {held_field(*key): h for key, h in self._held.items()}
+        deltas = [
+            (h.who, h.conns - (stored[f].conns if f in stored else 0)) for f, h in now.items()
+        ]
+        deltas += [(old.who, -old.conns) for f, old in stored.items() if f not in now]
+        log.warning(
+            "node %s: the store went back to an older copy; re-counting %d viewers",
+            self.node,
+            sum(1 for _, d in deltas if d),
+        )
+
+        async def one(who: Principal, delta: int) -> None:
+            with contextlib.suppress(LivehubError):
+                await self._presence.recount(await self._rooms(who.room), who, delta)
+
+        await _bounded(one(who, delta) for who, delta in deltas if delta)
+        await self._store.delete(held_key(self.node))
+        for h in self._held.values():
+            h.token = self._token
+        if now:
+            await self._store.hset(held_key(self.node), {f: _held_json(h) for f, h in now.items()})
+        await self._store.sadd(NODES_KEY, self.node)
 
     async def _reassert(self) -> None:
         """Count every connection held here again, under a new registration token. Each
@@ -582,7 +656,7 @@ class NodePresence:
             return left
 
         left = await _bounded(one(f, raw) for f, raw in entries.items())
-        await self._store.delete(held_key(node), seen_key(node))
+        await self._store.delete(held_key(node), seen_key(node), changes_key(node))
         await self._store.srem(NODES_KEY, node)
         log.warning(
             "node %s's lease expired: %d viewers released at its last heartbeat, %d left",
@@ -625,7 +699,12 @@ class NodePresence:
         leaves = [e for e in await _bounded(one(h) for h in held.values()) if e is not None]
         await self._presence.append_all(leaves)
         async with self._renewing:  # after a renewal under way, which then finds it closed
-            await self._store.delete(lease_key(self.node), seen_key(self.node), held_key(self.node))
+            await self._store.delete(
+                lease_key(self.node),
+                seen_key(self.node),
+                held_key(self.node),
+                changes_key(self.node),
+            )
             await self._store.srem(NODES_KEY, self.node)
         log.info("node %s stopping: %d leaves recorded", self.node, len(leaves))
         return len(leaves)

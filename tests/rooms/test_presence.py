@@ -21,6 +21,7 @@ from livehub.rooms.presence import (
     NodePresence,
     Presence,
     RoomStats,
+    changes_key,
     conns_key,
     held_field,
     held_key,
@@ -598,3 +599,52 @@ async def test_entries_written_after_the_store_was_emptied_are_counted_again(
     assert await store.hgetall(conns_key("r1")) == {"v_ann": "1", "v_bob": "1"}
     await a.beat()  # re-asserted once
     assert await store.hgetall(conns_key("r1")) == {"v_ann": "1", "v_bob": "1"}
+
+
+async def test_an_older_copy_of_the_store_is_recounted_without_new_events(
+    presence: Presence, store: MemoryStore, log: EventLog, clock: Clock
+) -> None:
+    """Redis restarted from a snapshot taken a while ago: its counts are of then. Each
+    node counts the difference to what it holds now; the log already has the joins
+    and leaves in between."""
+    a, b = (node(presence, store, log, clock, n) for n in ("a", "b"))
+    await a.beat()
+    await b.beat()
+    await a.connected(LIVE, ANN)
+    await a.connected(LIVE, BOB)
+    await b.connected(LIVE, BOB)  # Bob on both
+    clock.now = 102.0
+    await a.beat()
+    await b.beat()
+    keys = [conns_key("r1"), "who:r1", held_key("a"), held_key("b")]
+    snapshot = {k: await store.hgetall(k) for k in keys}
+    strings = [seen_key("a"), seen_key("b"), changes_key("a"), changes_key("b")]
+    saved = {k: await store.get(k) for k in strings}
+    clock.now = 110.0
+    await a.disconnected(ANN)  # after the snapshot: gone
+    await a.disconnected(BOB)  # Bob stays, on b
+    await b.connected(LIVE, CY)  # and Cy joined
+    await a.beat()
+    await b.beat()
+    events = await presence_events(log)
+    # Redis comes back with the snapshot
+    await store.delete(*keys)
+    for k, v in snapshot.items():
+        if v:
+            await store.hset(k, v)
+    for k, value in saved.items():
+        await store.set(k, str(value))
+    assert await store.hgetall(conns_key("r1")) == {"v_ann": "1", "v_bob": "2"}
+    clock.now = 112.0
+    await a.beat()
+    await b.beat()
+    assert await store.hgetall(conns_key("r1")) == {"v_bob": "1", "v_cy": "1"}
+    assert await presence.roster("r1") == [BOB, CY]
+    assert await presence_events(log) == events  # nothing recorded twice or made up
+    clock.now = 113.0
+    await a.beat()
+    await b.beat()  # recounted once
+    assert await store.hgetall(conns_key("r1")) == {"v_bob": "1", "v_cy": "1"}
+    assert await b.disconnected(BOB) is True
+    assert await b.disconnected(CY) is True
+    assert await store.hgetall(conns_key("r1")) == {}
