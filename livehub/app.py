@@ -29,7 +29,8 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import RoomSettings
-from livehub.rooms.presence import NodePresence, Presence
+from livehub.rooms.node_presence import NodePresence
+from livehub.rooms.presence import Presence
 from livehub.rooms.recovery import Recovery
 from livehub.rooms.redis_store import RedisStore
 from livehub.rooms.repository import RoomRepository

@@ -18,7 +18,7 @@ import socketio
 from livehub.errors import Forbidden, LivehubError, ProtocolError
 from livehub.interactions.messages import VISIBLE_KINDS, ChatMessage
 from livehub.rooms.models import Principal, Room
-from livehub.rooms.presence import NodePresence
+from livehub.rooms.node_presence import NodePresence
 from livehub.signaling import payloads as p
 from livehub.signaling.context import Services
 from livehub.signaling.fanout import (

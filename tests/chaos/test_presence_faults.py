@@ -24,7 +24,8 @@ from binaries import find_binary
 from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
 from support import LiveClient, free_port, mint_token
 
-from livehub.rooms.presence import Held, conns_key, held_key, lease_key, seen_key
+from livehub.rooms.node_presence import Held, held_key, lease_key, seen_key
+from livehub.rooms.presence import conns_key
 
 ROOM = "crowd"
 HEARTBEAT = 1.0  # seconds: a lease lasts 3 of them

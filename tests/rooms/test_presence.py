@@ -14,20 +14,17 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import Event, EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import NO_STREAM, Principal, Room, Stream
-from livehub.rooms.presence import (
-    HEARTBEAT,
+from livehub.rooms.node_presence import (
     NODES_KEY,
     Held,
     NodePresence,
-    Presence,
-    RoomStats,
     changes_key,
-    conns_key,
     held_field,
     held_key,
     lease_key,
     seen_key,
 )
+from livehub.rooms.presence import HEARTBEAT, Presence, RoomStats, conns_key
 
 
 @pytest.fixture
