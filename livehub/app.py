@@ -30,6 +30,7 @@ from livehub.rooms.counters import Counters
 from livehub.rooms.eventlog import EventLog
 from livehub.rooms.memory_store import MemoryStore
 from livehub.rooms.models import RoomSettings
+from livehub.rooms.node_presence import NodePresence
 from livehub.rooms.presence import Presence
 from livehub.rooms.recovery import Recovery
 from livehub.rooms.redis_store import RedisStore
@@ -154,7 +155,15 @@ async def create_app(settings: Settings) -> web.Application:
         services.log,
         CapShares(services.store, node_id, tick) if settings.redis_url else None,
     )
-    live = LiveNamespace(services, fanout)
+    node = NodePresence(
+        services.presence,
+        services.store,
+        services.rooms.get,
+        node_id,
+        settings.heartbeat_seconds,
+        shared=bool(settings.redis_url),
+    )
+    live = LiveNamespace(services, fanout, node)
     ChatEvents(services, live)
     ModerationEvents(services, live)
     media = WhipEndpoints(
@@ -196,10 +205,13 @@ async def create_app(settings: Settings) -> web.Application:
     recovery.add_room(qa.rebuild)  # Q&A queue, settings, question states, upvotes
     recovery.add_room(draw_service.rebuild)  # draws: entrants, commitments, results
     recovery.add_room(offer_service.rebuild)  # offer cards and click counts
+    recovery.add_room(node.settle)  # joins a crash left open (memory store)
+    recovery.add_node(node.renew)  # this node's connections, when the store lost them
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "recovery": recovery.watch,
         "fanout": fanout.run,
-        "watch-time": live.accrue_forever,
+        "presence": node.run,
+        "watch-time": node.accrue_forever,
         # Interaction features register their events on `live` and their loops here.
         "draw-entries": draws.entries.run,
         "draw-expiry": draws.expire_forever,
@@ -250,7 +262,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.add_routes(privacy.routes())
     app.add_routes(Pages(WEB_DIR).routes())
     app.on_shutdown.append(media.shutdown)  # before attach's: viewers hear of the pause
-    attach(sio, app)
+    attach(sio, app, live.leave_everyone)
     app.cleanup_ctx.append(_background(sio, loops, services, recovery))
     # After _background, so it is cleaned up first: report builds stop while the log is open.
     app.cleanup_ctx.append(reports.reports.lifecycle)

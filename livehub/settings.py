@@ -34,6 +34,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tick_ms: int = 100
+    heartbeat_seconds: float = 5.0  # presence lease renewal; a lease lasts 3 of them
     max_danmaku_per_second: int = 30
     max_message_chars: int = 200
     max_frame_bytes: int = 64 * 1024
@@ -118,6 +119,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="the PEM private key of --tls-cert (LIVEHUB_TLS_KEY)")
     parser.add_argument("--tick-ms", type=int, help="danmaku batch tick (LIVEHUB_TICK_MS)")
     parser.add_argument(
+        "--heartbeat-seconds",
+        help="how often a node renews its presence lease, default 5; a dead node's viewers"
+        " are released after 3 (LIVEHUB_HEARTBEAT_SECONDS)",
+    )
+    parser.add_argument(
         "--max-danmaku-per-second",
         type=int,
         help="default per-viewer danmaku cap for new rooms, 0 = unlimited",
@@ -178,6 +184,11 @@ def _coerce(name: str, raw: Any) -> Any:
         return _turn_ttl(raw)
     if name == "commit_deadline_seconds":
         return _seconds(raw)
+    if name == "heartbeat_seconds":
+        seconds = float(raw)
+        if not 0.1 <= seconds <= 300:
+            raise ValueError(f"a heartbeat must be 0.1-300 seconds, not {seconds}")
+        return seconds
     if name == "turn_secret":
         if not str(raw).strip():
             raise ValueError("the TURN secret is empty")

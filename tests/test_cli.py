@@ -385,6 +385,8 @@ INVALID = [
     ),
     (["serve", "--commit-deadline-seconds", "0"], {}, "--commit-deadline-seconds: must be"),
     (["serve"], {"LIVEHUB_COMMIT_DEADLINE_SECONDS": "soon"}, "LIVEHUB_COMMIT_DEADLINE_SECONDS"),
+    (["serve", "--heartbeat-seconds", "0"], {}, "--heartbeat-seconds: a heartbeat must be"),
+    (["serve"], {"LIVEHUB_HEARTBEAT_SECONDS": "soon"}, "LIVEHUB_HEARTBEAT_SECONDS: could not"),
 ]
 # These run as real processes too; the rest only through main().
 AS_PROCESSES = [2, 6, 7]

@@ -8,7 +8,6 @@ LivehubError into an error ack. Handlers never see raw payloads or format errors
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ import socketio
 from livehub.errors import Forbidden, LivehubError, ProtocolError
 from livehub.interactions.messages import VISIBLE_KINDS, ChatMessage
 from livehub.rooms.models import Principal, Room
+from livehub.rooms.node_presence import NodePresence
 from livehub.signaling import payloads as p
 from livehub.signaling.context import Services
 from livehub.signaling.fanout import (
@@ -33,7 +33,6 @@ from livehub.signaling.replies import ack_error, ack_ok
 log = logging.getLogger("livehub.live")
 RECENT_MESSAGES = 50
 MAX_RESUME = 500
-ACCRUE_EVERY_SECONDS = 30.0
 
 Result = dict[str, Any] | None
 Handler = Callable[[Principal, Any], Awaitable[Result]]
@@ -46,10 +45,11 @@ class Route(msgspec.Struct, frozen=True):
 
 
 class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, services: Services, fanout: Fanout) -> None:
+    def __init__(self, services: Services, fanout: Fanout, node: NodePresence) -> None:
         super().__init__(NAMESPACE)
         self._s = services
         self._fanout = fanout
+        self._node = node
         self._sessions: dict[str, Principal] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._routes: dict[str, Route] = {}
@@ -115,6 +115,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Forbidden("forbidden", "Only the host and moderators can do that.")
         if len(args) > 2:
             raise ProtocolError("bad_payload", "Send one payload object.")
+        self._node.active(who.room, who.viewer_id)
         return await route.handler(who, p.parse(route.payload, args[1] if len(args) == 2 else None))
 
     # -- what feature modules use to reach clients -------------------------------------
@@ -151,9 +152,14 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         who = self._s.auth.principal(request.token, room)
         if await self._s.moderation.is_banned(room.id, who.viewer_id):
             raise Forbidden("banned", "You are banned from this room.")
-        await self._s.presence.join(room, who)
+        await self._node.connected(room, who)
+        try:
+            welcome = await self._welcome(room, who, request.last_event_id)
+        except BaseException:
+            await self._node.disconnected(who)
+            raise
         self._fanout.touch(room)
-        return who, room, await self._welcome(room, who, request.last_event_id)
+        return who, room, welcome
 
     async def _welcome(self, room: Room, who: Principal, last_id: int | None) -> dict[str, Any]:
         log_ = self._s.log
@@ -188,10 +194,11 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         who = self._sessions.pop(sid, None)
         if who is None:
             return
-        with contextlib.suppress(LivehubError):
-            room = await self._s.rooms.get(who.room)
-            await self._s.presence.leave(room, who)
-            self._fanout.touch(room)
+        await self._node.disconnected(who)  # a store failure: kept, recorded later
+        try:
+            self._fanout.touch(await self._s.rooms.get(who.room))
+        except Exception as exc:  # the count goes out with the room's next batch
+            log.info("no viewer-count push for %s now: %r", who.room, exc)
         log.info("%s %s left %s", who.role, who.viewer_id, who.room)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -199,13 +206,10 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def accrue_forever(self) -> None:
-        """Accrue watch time of the viewers connected to this node, periodically."""
-        while True:
-            await asyncio.sleep(ACCRUE_EVERY_SECONDS)
-            for room_id, viewer_id in {(w.room, w.viewer_id) for w in self._sessions.values()}:
-                with contextlib.suppress(LivehubError):
-                    await self._s.presence.accrue(await self._s.rooms.get(room_id), viewer_id)
+    async def leave_everyone(self) -> None:
+        """A graceful stop: every viewer connected here leaves now, recorded in one batch
+        before the sockets close (their disconnects then have nothing left to record)."""
+        await self._node.leave_all()
 
     async def close_room(self, room: Room) -> None:
         """Tell everyone the room closed and disconnect this node's sockets in it."""
