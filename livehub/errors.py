@@ -81,3 +81,9 @@ class Unavailable(LivehubError):
             "unavailable", message, retry_after=round(retry_after, 3), retryable=True, **details
         )
         self.retry_after = retry_after
+
+
+#: What a thing that went away raises (no such room, the room closed). Code that
+#: skips what went away catches these, never ``LivehubError`` as a whole: that
+#: would swallow ``Unavailable`` too, which means "not now, try again".
+GONE: tuple[type[LivehubError], ...] = (NotFound, Conflict)

@@ -121,20 +121,36 @@ class Supervisor:
         while not self._stopping:
             started = self._clock()
             state.running, state.error, state.since = True, None, time.time()
-            try:
-                await self._factories[name]()
-            except asyncio.CancelledError:
-                state.running = False
-                raise
-            except Exception as exc:
-                cause = f"{type(exc).__name__}: {exc}"
-                log.exception("background part %s failed; restarting", name)
-            else:
-                cause = "ended"
-                log.error("background part %s ended; restarting", name)
+            cause = await self._attempt(name)
             state.running, state.error, state.since = False, cause, time.time()
             state.restarts += 1
             if self._clock() - started >= self._settle:
                 delay = self._base
             await asyncio.sleep(delay)
             delay = min(self._max, delay * 2)
+
+    async def _attempt(self, name: str) -> str:
+        """Run the part once, in a task of its own; why it stopped.
+
+        Its own task: a library that swallows a cancellation (a timeout inside
+        redis-py, say) leaves the task's cancel count behind, and every later
+        timeout in that task then cancels it. A fresh task per attempt starts
+        clean, and a part cancelled by anyone but the supervisor is a failure
+        like any other, restarted.
+        """
+        attempt = asyncio.create_task(self._factories[name](), name=f"part:{name}")
+        try:
+            await asyncio.wait({attempt})
+        except asyncio.CancelledError:  # the supervisor stops
+            self._parts[name].running = False
+            await cancel_and_wait([attempt])
+            raise
+        if attempt.cancelled():
+            log.error("background part %s was cancelled; restarting", name)
+            return "cancelled"
+        error = attempt.exception()
+        if error is None:
+            log.error("background part %s ended; restarting", name)
+            return "ended"
+        log.error("background part %s failed; restarting", name, exc_info=error)
+        return f"{type(error).__name__}: {error}"

@@ -178,3 +178,28 @@ async def test_stop_cancels_every_part_and_a_part_added_late_starts_at_once() ->
     await supervisor.stop()
     assert sorted(cancelled) == ["early", "late"]
     assert supervisor.failing() == []  # stopped on purpose is not failing
+
+
+async def test_a_part_cancelled_by_someone_else_is_restarted_and_starts_clean() -> None:
+    supervisor = Supervisor(base_delay=0.01, max_delay=0.01)
+    runs = 0
+    clean = asyncio.Event()
+
+    async def part() -> None:
+        nonlocal runs
+        runs += 1
+        task = asyncio.current_task()
+        assert task is not None
+        if runs == 1:
+            task.cancel()  # a library's stray cancel, as a swallowed timeout leaves
+            await asyncio.sleep(1)
+        if task.cancelling() == 0:  # the new attempt carries no stale cancel count
+            clean.set()
+        await asyncio.Event().wait()
+
+    supervisor.add("part", part)
+    await supervisor.start()
+    await asyncio.wait_for(clean.wait(), BOUND)
+    assert supervisor.restarts("part") == 1
+    assert supervisor.failing() == []
+    await supervisor.stop()

@@ -24,7 +24,7 @@ from typing import Final, TypeVar, cast
 
 import msgspec
 
-from livehub.errors import LivehubError
+from livehub.errors import GONE
 from livehub.rooms.eventlog import NewEvent
 from livehub.rooms.models import Principal, Room
 from livehub.rooms.presence import LEAVE, Presence
@@ -221,7 +221,7 @@ class NodePresence:
         key = (who.room, who.viewer_id)
         try:
             room = await self._rooms(who.room)
-        except LivehubError:  # no such room (any more): nothing to record
+        except GONE:  # no such room (any more): nothing to record
             return False
         if not pending.counted:
             await self._check_registration()
@@ -367,7 +367,7 @@ class NodePresence:
         )
 
         async def one(who: Principal, delta: int) -> None:
-            with contextlib.suppress(LivehubError):
+            with contextlib.suppress(*GONE):
                 await self._presence.recount(await self._rooms(who.room), who, delta)
 
         await _bounded(one(who, delta) for who, delta in deltas if delta)
@@ -401,7 +401,7 @@ class NodePresence:
         async def one(key: tuple[str, str], h: Held) -> None:
             if held_field(*key) in done or self._held.get(key) is not h or h.conns <= 0:
                 return  # counted already, or gone meanwhile
-            with contextlib.suppress(LivehubError):
+            with contextlib.suppress(*GONE):
                 await self._presence.join(await self._rooms(h.who.room), h.who, h.conns)
             h.token = token
             await self._store.hset(held_key(self.node), {held_field(*key): _held_json(h)})
@@ -436,7 +436,7 @@ class NodePresence:
             left = False
             try:
                 room = await self._rooms(held.who.room)
-            except LivehubError:
+            except GONE:
                 pass
             else:
                 at = held.last_seen(heartbeat)
@@ -484,7 +484,7 @@ class NodePresence:
         async def one(h: Held) -> NewEvent | None:
             try:
                 room = await self._rooms(h.who.room)
-            except LivehubError:
+            except GONE:
                 return None
             return await self._presence.release(room, h.who, h.conns, now)
 
@@ -517,7 +517,7 @@ class NodePresence:
         for room_id, viewers in by_room.items():
             try:
                 room = await self._rooms(room_id)
-            except LivehubError:
+            except GONE:
                 continue
             await self._presence.heartbeat(room, self.node, viewers)
             await _bounded(
@@ -535,7 +535,7 @@ class NodePresence:
             return  # the nodes' leases settle them
         try:
             room = await self._rooms(room_id)
-        except LivehubError:
+        except GONE:
             return
         await self._presence.close_dangling(room)
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import socketio
 
-from livehub.errors import LivehubError, Unavailable
+from livehub.errors import GONE, Unavailable
 from livehub.interactions.batcher import Batch, Batcher
 from livehub.interactions.cap_share import CapShares
 from livehub.interactions.messages import ChatMessage
@@ -104,7 +104,7 @@ class Fanout:
             for batch in self._batcher.drain():
                 try:
                     await self._send(batch)
-                except LivehubError as err:  # the room went away between ticks
+                except GONE as err:  # the room went away between ticks
                     log.info("dropping batch for %s: %s", batch.room, err.code)
                     self.forget(batch.room)
                 except Exception:  # a bug or a broken socket: this batch, not the loop

@@ -292,6 +292,7 @@ class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore
         self._on_health = on_health
         self._publish_failing = False
         self.cut_offs = 0
+        self._stopping = False
         self.redis: Any = None
 
     def _redis_connect(self) -> None:
@@ -331,7 +332,11 @@ class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore
                         await self._call(self._rejoined)
                 async for message in self.pubsub.listen():
                     yield message
-            except Exception as exc:  # Redis went away: listen again shortly
+            except (Exception, asyncio.CancelledError) as exc:  # Redis went away
+                if isinstance(exc, asyncio.CancelledError):
+                    if self._stopping:
+                        raise
+                    _forget_cancel()  # a library's swallowed timeout, not a stop
                 if not cut_off:
                     cut_off = True
                     self.cut_offs += 1
@@ -372,9 +377,23 @@ class RedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore
                 await self.pubsub.aclose()
 
     async def close(self) -> None:
+        self._stopping = True
         task = getattr(self, "thread", None)
         if isinstance(task, asyncio.Task):
             await cancel_and_wait([task])
         await self._drop_pubsub()
         if self.redis is not None:
             await self.redis.aclose()  # the pool with it (Redis.from_pool)
+
+
+def _forget_cancel() -> None:
+    """Clear a cancellation the listener's task got but did not ask for.
+
+    A timeout inside redis-py that swallows its own cancellation leaves the
+    task's cancel count behind; every later timeout in that task would then
+    cancel it instead of timing out, and python-socketio ends its listener on
+    a cancellation: the node would never hear the other nodes again.
+    """
+    task = asyncio.current_task()
+    while task is not None and task.uncancel() > 0:
+        pass
