@@ -237,6 +237,7 @@ class WholeFrames:
         self._assemblers: dict[str, FrameAssembler] = {}
         self._origin: int | None = None
         self.keyframes = KeyframeRequests(_always, keyframe_min_interval, keyframe_retry, clock)
+        self.asks = 0  # packets that asked for a keyframe after a loss
 
     def assembler(self, mime: str) -> FrameAssembler | None:
         return self._assemblers.get(mime.lower())
@@ -265,6 +266,7 @@ class WholeFrames:
             self._out.forward(frame.data, since, frame.keyframe)
         if not assembler.lossy:
             return False, None
+        self.asks += 1  # a frame was lost: ask for the next keyframe (the limiter paces)
         if self._request_keyframe is not None:
             self._request_keyframe()  # rate-limited by the relay
             return False, None
