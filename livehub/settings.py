@@ -171,24 +171,15 @@ def _coerce(name: str, raw: Any) -> Any:
             raise ValueError(f"retention days must be 0 (keep forever) or more, not {value}")
         return value
     if name == "redis_timeout":
-        seconds = float(raw)
-        if not 0 < seconds <= 60:
-            raise ValueError(f"the Redis timeout must be over 0 and at most 60 seconds, not {raw}")
-        return seconds
+        return _number(raw, 0, 60, "seconds", subject="the Redis timeout ", open_low=True)
     if name == "rule_budget_ms":
-        budget = float(raw)
-        if not 0.01 <= budget <= 10_000:
-            raise ValueError(f"the rule budget must be 0.01-10000 ms, not {raw}")
-        return budget
+        return _number(raw, 0.01, 10_000, "ms", subject="the rule budget ")
     if name == "turn_ttl":
         return _turn_ttl(raw)
     if name == "commit_deadline_seconds":
-        return _seconds(raw)
+        return _number(raw, 0, 3600, "seconds", open_low=True)
     if name == "heartbeat_seconds":
-        seconds = float(raw)
-        if not 0.1 <= seconds <= 300:
-            raise ValueError(f"a heartbeat must be 0.1-300 seconds, not {seconds}")
-        return seconds
+        return _number(raw, 0.1, 300, "seconds", subject="a heartbeat ")
     if name == "turn_secret":
         if not str(raw).strip():
             raise ValueError("the TURN secret is empty")
@@ -228,13 +219,15 @@ def _ice_servers(raw: Any) -> tuple[str, ...]:
     return urls
 
 
-def _seconds(raw: Any) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ValueError(f"must be more than 0 and at most 3600 seconds, not {value:g}")
+def _number(
+    raw: Any, low: float, high: float, unit: str, *, subject: str = "", open_low: bool = False
+) -> float:
+    """A number from ``low`` (excluded with ``open_low``) to ``high``, or a ValueError
+    saying so (float's own for text that is no number)."""
+    value = float(raw)
+    if (value <= low if open_low else value < low) or not value <= high:
+        span = f"over {low:g} and at most {high:g}" if open_low else f"{low:g}-{high:g}"
+        raise ValueError(f"{subject}must be {span} {unit}, not {value:g}")
     return value
 
 

@@ -35,6 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (
     HOST,
+    PY,
     REPO,
     SCRIPTS,
     Children,
@@ -50,11 +51,6 @@ from bench_common import (
     wait_quiet,
 )
 
-PY = (
-    str(REPO / ".venv" / "bin" / "python")
-    if (REPO / ".venv" / "bin" / "python").exists()
-    else sys.executable
-)
 ROOM = "bench"
 
 CHILDREN = Children()

@@ -24,6 +24,12 @@ from typing import Any
 HOST = "127.0.0.1"
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
+#: the project's interpreter (the virtual environment's when installed)
+PY = (
+    str(REPO / ".venv" / "bin" / "python")
+    if (REPO / ".venv" / "bin" / "python").exists()
+    else sys.executable
+)
 
 
 # ---------------------------------------------------------------------------

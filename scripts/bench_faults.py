@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_common import (
     HOST,
+    PY,
     REPO,
     Children,
     free_port,
@@ -55,7 +56,6 @@ from bench_common import (
 )
 from redis_server import start_redis
 
-PY = str(REPO / ".venv" / "bin" / "python")
 ROOM = "faults"
 NS = "/live"
 ACK_TIMEOUT = 10.0  # an ack later than this counts as unanswered

@@ -63,6 +63,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (
     HOST,
+    PY,
     REPO,
     SCRIPTS,
     Children,
@@ -96,11 +97,6 @@ from livehub.media.relay import EncodedFrame
 from livehub.rooms import tokens
 from livehub.rooms.models import Role
 
-PY = (
-    str(REPO / ".venv" / "bin" / "python")
-    if (REPO / ".venv" / "bin" / "python").exists()
-    else sys.executable
-)
 ROOM = "mediabench"
 SDP = "application/sdp"
 VIDEO_CLOCK = 90000

@@ -6,6 +6,7 @@ Not a fixture: ``tests/conftest.py`` wraps it, and scripts can call
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,20 +55,32 @@ class RedisProcess:
 class OwnRedis:
     """A test's own Redis "service" on one port: killed, frozen and started again.
 
-    ``start()`` starts it (again on the same port, in the same directory: with
-    ``persist`` it comes back with its data, otherwise empty); ``stop_all()``
-    ends every server it started (the ``own_redis`` fixture calls it).
+    ``start()`` starts it, again on the same port and in the same directory; what it
+    comes back with is ``keeps``: nothing ("empty"), everything (an fsync'd
+    append-only file, "persisted"), or the last ``snapshot()`` ("snapshot", an
+    older copy). ``stop_all()`` ends every server it started (the ``own_redis``
+    fixture calls it).
     """
 
     tmp_dir: Path
-    persist: bool = False
+    keeps: str = "empty"
     servers: list[RedisProcess] = field(default_factory=list)
 
     def start(self) -> RedisProcess:
         port = self.servers[0].port if self.servers else None
-        server = start_redis(self.tmp_dir, port=port, persist=self.persist)
+        server = start_redis(self.tmp_dir, port=port, persist=self.keeps == "persisted")
         self.servers.append(server)
         return server
+
+    def snapshot(self) -> None:
+        """SAVE now (what a "snapshot" restart comes back with)."""
+        if self.keeps == "snapshot":
+            with contextlib.closing(redis.Redis(port=self.port)) as client:
+                client.save()
+
+    @property
+    def port(self) -> int:
+        return self.current.port
 
     @property
     def current(self) -> RedisProcess:

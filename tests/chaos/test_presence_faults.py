@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any
 import msgspec
 import pytest
 import redis
-from binaries import find_binary
 from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
-from support import LiveClient, free_port, mint_token
+from redis_server import OwnRedis
+from support import LiveClient, mint_token
 
 from livehub.rooms.node_presence import Held, held_key, lease_key, seen_key
 from livehub.rooms.presence import conns_key
@@ -117,70 +116,15 @@ def ids(prefix: str, n: int) -> set[str]:
     return {f"{prefix}{i}" for i in range(n)}
 
 
-class OwnRedis:
-    """A redis-server of one test alone, which it kills and starts again on its port:
-    with nothing kept ("empty"), with an fsync'd append-only file ("persisted"), or
-    from the last snapshot a test asked for ("snapshot", an older copy)."""
-
-    def __init__(self, directory: Path, keeps: str) -> None:
-        self.dir = directory
-        self.keeps = keeps
-        self.persisted = keeps == "persisted"
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        keep = ["--appendonly", "yes", "--appendfsync", "always"] if self.persisted else []
-        command = [
-            find_binary("redis-server", None, "run scripts/install-system"),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            *keep,
-            "--dir", str(self.dir),
-        ]  # fmt: skip
-        with (self.dir / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        with contextlib.closing(redis.Redis(port=self.port, socket_timeout=1.0)) as client:
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
-                    if client.ping():
-                        return
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
-
-    def snapshot(self) -> None:
-        """SAVE now (kept for the next start in the "snapshot" mode only)."""
-        if self.keeps == "snapshot":
-            with contextlib.closing(redis.Redis(port=self.port)) as client:
-                client.save()
-
-    def kill(self) -> None:
-        """kill -9: nothing is flushed but what the append-only file already has."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.kill()
-
-
 @pytest.fixture(params=["empty", "persisted", "snapshot"])
 def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path / "redis", request.param)
+    """The shared helper in each of its three restart modes, started."""
+    server = OwnRedis(tmp_path / "redis", keeps=request.param)
     server.start()
     try:
         yield server
     finally:
-        server.stop()
+        server.stop_all()
 
 
 def two_nodes(procs: ProcessGroup, data: Path, url: str) -> tuple[ServerProcess, ServerProcess]:

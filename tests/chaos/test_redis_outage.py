@@ -70,7 +70,7 @@ async def test_a_redis_outage_refuses_then_resumes_without_losing_anything(
     own_redis: OwnRedis,
     tmp_path: Path,
 ) -> None:
-    own_redis.persist = persist
+    own_redis.keeps = "persisted" if persist else "empty"
     url = own_redis.start().url
     data = tmp_path / "data"
     a, b = procs.serve(data, redis_url=url), procs.serve(data, redis_url=url)
