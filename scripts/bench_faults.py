@@ -80,7 +80,7 @@ class Load:
     def __init__(self, args: argparse.Namespace, ports: list[int], secret: str) -> None:
         self.args = args
         self.ports = ports
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # one each
         tokens = mint_tokens(secret, ROOM, args.viewers, prefix="fault")
         self.viewers = [
             Viewer(i, t, probe=i < args.probes, node=0 if i < args.probes else i % 2)
