@@ -331,3 +331,9 @@ def read_counter(frame: av.VideoFrame) -> int:
     return sum(
         1 << bit for bit in range(16) if data[(bit // 8 * 16 + 8) * stride + bit % 8 * 16 + 8] > 128
     )
+
+
+def store_redis_url(request: pytest.FixtureRequest, store: str) -> str | None:
+    """For a test parametrized over ``store`` ("memory" or "redis"): the session
+    Redis's URL (emptied for the test) on "redis", None (the memory store) otherwise."""
+    return str(request.getfixturevalue("redis_url")) if store == "redis" else None

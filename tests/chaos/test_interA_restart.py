@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from processes import NodeClients, ProcessGroup, ServerProcess, create_room
 from redis_server import OwnRedis
-from support import LiveClient, mint_token
+from support import LiveClient, mint_token, store_redis_url
 
 from livehub.rooms.recovery import SETTLE_SECONDS
 
@@ -196,10 +196,6 @@ class Show:
         assert (polls[short]["status"], polls[short]["closes_at"]) == ("closed", closes_at)
 
 
-def _redis_url(request: pytest.FixtureRequest, store: str) -> str | None:
-    return str(request.getfixturevalue("redis_url")) if store == "redis" else None
-
-
 @pytest.mark.parametrize("how", ["graceful", "kill"])
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_polls_and_quizzes_survive_a_restart(
@@ -210,7 +206,7 @@ async def test_polls_and_quizzes_survive_a_restart(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    data, redis_url = tmp_path / "data", _redis_url(request, store)
+    data, redis_url = tmp_path / "data", store_redis_url(request, store)
     node = procs.serve(data, redis_url=redis_url)
     show = Show(node_clients)
     await show.stage(node)
@@ -269,7 +265,7 @@ async def test_kill_mid_voting_keeps_every_acked_vote_once_and_takes_every_retry
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    data, redis_url = tmp_path / "data", _redis_url(request, store)
+    data, redis_url = tmp_path / "data", store_redis_url(request, store)
     node = procs.serve(data, redis_url=redis_url)
     await create_room(node.url, ROOM, "Show")
     host = await node_clients.connect(node, ROOM, token("v_host", "host"))

@@ -21,7 +21,7 @@ import pytest
 import redis
 from processes import NodeClients, ProcessGroup, ServerProcess, api, create_room
 from redis_server import OwnRedis
-from support import LiveClient, mint_token
+from support import LiveClient, mint_token, store_redis_url
 
 from livehub.rooms.node_presence import Held, held_key, lease_key, seen_key
 from livehub.rooms.presence import conns_key
@@ -151,7 +151,7 @@ async def test_sigterm_records_every_leave_before_the_node_exits(
 ) -> None:
     async def run() -> None:
         data = tmp_path / "data"
-        url = request.getfixturevalue("redis_url") if store == "redis" else None
+        url = store_redis_url(request, store)
         stopping = procs.serve(data, redis_url=url, env=ENV)
         staying = procs.serve(data, redis_url=url, env=ENV) if url else None
         await create_room(stopping.url, ROOM, "Crowd")

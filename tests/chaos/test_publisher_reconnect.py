@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from processes import NodeClients, ProcessGroup, ServerProcess, TwoNodes, api, create_room
-from support import LiveClient, mint_token
+from support import LiveClient, mint_token, store_redis_url
 
 from livehub.app import DB_FILE
 
@@ -207,7 +207,7 @@ async def test_a_server_restart_within_the_grace_period_continues_the_same_strea
     how: str,
 ) -> None:
     data = tmp_path / "data"
-    redis_url = request.getfixturevalue("redis_url") if store == "redis" else None
+    redis_url = store_redis_url(request, store)
     node = procs.serve(data, redis_url=redis_url)
     made = await create_room(node.url, "show", "Show")
     host = made["host_token"]
@@ -251,7 +251,7 @@ async def test_after_a_kill_the_restarted_server_shows_the_stream_paused(
     store: str,
 ) -> None:
     data = tmp_path / "data"
-    redis_url = request.getfixturevalue("redis_url") if store == "redis" else None
+    redis_url = store_redis_url(request, store)
     node = procs.serve(data, redis_url=redis_url)
     made = await create_room(node.url, "show", "Show")
     async with publishers() as pubs:
